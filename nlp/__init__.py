@@ -1,0 +1,1 @@
+"""Turn report files into clean, normalised, word-segmented paragraphs."""

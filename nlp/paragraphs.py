@@ -1,0 +1,177 @@
+"""Split a document into passages with their section path, joining broken paragraphs.
+
+A line is a heading, a content line, or noise (table rules, signature blocks). Headings are kept
+as section metadata, never as passages. A line that starts in lower case after a content line
+that does not end a sentence continues that paragraph (page and line breaks in real reports).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from nlp.reader import RawDocument
+
+SECTION_SEPARATOR = " > "
+MAX_HEADING_CHARS = 160
+MIN_PASSAGE_WORDS = 5
+
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
+_ROMAN = re.compile(r"^[IVXL]{1,5}\.\s+\S")
+_CHAPTER = re.compile(r"^(Chương|Phần)\s+([IVXLC]+|\d+)\b", re.IGNORECASE)
+_SUBCHAPTER = re.compile(r"^Mục\s+\d+\b")
+_ARTICLE = re.compile(r"^Điều\s+\d+[a-z]?\.")
+_ARABIC = re.compile(r"^(\d{1,2}(?:\.\d{1,2})*)\.?\s+\S")
+_LETTER = re.compile(r"^[a-zđ]\)\s+\S")
+_TRAILER = re.compile(r"^(\*\*)?\s*Nơi nhận\s*:?", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[.!?:;…\"”'»)\]]$")
+_MD_EDIT = re.compile(r"\[\s*sửa\s*\|\s*sửa mã nguồn\s*\]", re.IGNORECASE)
+_MD_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+_MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+_MD_FOOTNOTE = re.compile(r"\[\d+\]|\[cần dẫn nguồn\]")
+_MD_EMPHASIS = re.compile(r"(\*\*|__|\*|`)")
+_TABLE_RULE = re.compile(r"^\|?[\s:|-]+\|?$")
+_RULE = re.compile(r"^[-=_*·.]{3,}$")
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One paragraph of a document, traceable to its place in the file."""
+
+    doc: str
+    title: str
+    paragraph: int
+    start: int
+    end: int
+    section: str
+    text: str
+
+
+@dataclass(frozen=True)
+class _Line:
+    text: str
+    start: int
+    end: int
+
+
+def _clean_markup(line: str) -> str:
+    line = _MD_EDIT.sub("", line)
+    line = _MD_IMAGE.sub("", line)
+    line = _MD_LINK.sub(r"\1", line)
+    line = _MD_FOOTNOTE.sub("", line)
+    line = _MD_EMPHASIS.sub("", line)
+    if line.startswith("|"):
+        if _TABLE_RULE.match(line):
+            return ""
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        line = "; ".join(cell for cell in cells if cell)
+    if line.startswith(">"):
+        line = line.lstrip("> ")
+    return re.sub(r"\s+", " ", line).strip()
+
+
+def _is_upper(text: str) -> bool:
+    letters = [ch for ch in text if ch.isalpha()]
+    return len(letters) >= 2 and all(ch.isupper() for ch in letters)
+
+
+def _heading_rank(line: str) -> int | None:
+    """Return the nesting rank of a heading line (smaller is outer), or None for content.
+
+    Numbered lines are headings only when short and not ending a sentence: in real reports
+    "1. Chỉ đạo sơ, tổng kết ..." opens a long content paragraph.
+    """
+    if (match := _MD_HEADING.match(line)) is not None:
+        return len(match.group(1))
+    short = len(line) <= MAX_HEADING_CHARS and not re.search(r"[.;,]$", line)
+    if _CHAPTER.match(line) and len(line) <= MAX_HEADING_CHARS:
+        return 10
+    if _ROMAN.match(line) and short:
+        return 11
+    if _SUBCHAPTER.match(line) and short:
+        return 12
+    if _ARTICLE.match(line) and len(line) <= MAX_HEADING_CHARS:
+        return 13
+    if (match := _ARABIC.match(line)) is not None and short:
+        return 14 + match.group(1).count(".")
+    if _LETTER.match(line) and short:
+        return 20
+    if _is_upper(line) and len(line) <= MAX_HEADING_CHARS:
+        return 0  # unnumbered capitals: document banners and titles, not sections
+    return None
+
+
+def _lines(text: str) -> list[_Line]:
+    lines, offset = [], 0
+    for raw in text.split("\n"):
+        cleaned = _clean_markup(raw)
+        if cleaned and not _RULE.match(cleaned):
+            lines.append(_Line(cleaned, offset, offset + len(raw)))
+        offset += len(raw) + 1
+    return lines
+
+
+def split_passages(document: RawDocument) -> list[Passage]:
+    """Split a document into content passages with section paths.
+
+    Args:
+        document: A document read by `nlp.reader`.
+
+    Returns:
+        Passages in reading order, numbered from 1, with character offsets into
+        `document.text`. Headings, banners, recipient lists and signature blocks are left out.
+    """
+    blocks: list[tuple[int | None, str, int, int]] = []  # (rank, text, start, end)
+    for line in _lines(document.text):
+        if _TRAILER.match(line.text):
+            break  # "Nơi nhận:" opens the recipient list and signature block
+        rank = _heading_rank(line.text)
+        if blocks and line.text[0].islower():
+            prev_rank, prev_text, prev_start, _ = blocks[-1]
+            if (prev_rank is None and not _SENTENCE_END.search(prev_text)) or prev_rank == 0:
+                blocks[-1] = (prev_rank, f"{prev_text} {line.text}", prev_start, line.end)
+                continue
+        if rank is not None and blocks and blocks[-1][0] == rank == 0:
+            prev = blocks[-1]
+            blocks[-1] = (0, f"{prev[1]} {line.text}", prev[2], line.end)
+            continue
+        if rank == 0 and blocks and blocks[-1][0] in (10, 12) and _is_upper(line.text):
+            prev = blocks[-1]  # "Chương I" + "NHỮNG QUY ĐỊNH CHUNG"
+            blocks[-1] = (prev[0], f"{prev[1]}. {line.text}", prev[2], line.end)
+            continue
+        blocks.append((rank, line.text, line.start, line.end))
+
+    title = document.title or _guess_title(document, blocks)
+    stack: list[tuple[int, str]] = []
+    passages: list[Passage] = []
+    for rank, text, start, end in blocks:
+        if rank is not None:
+            if rank > 0:
+                stack = [(r, t) for r, t in stack if r < rank] + [(rank, _strip_md(text))]
+            continue
+        if len(text.split()) < MIN_PASSAGE_WORDS and not _SENTENCE_END.search(text):
+            continue  # a bare label, a name under a signature, a stray table cell
+        passages.append(
+            Passage(
+                doc=document.path,
+                title=title,
+                paragraph=len(passages) + 1,
+                start=start,
+                end=end,
+                section=SECTION_SEPARATOR.join(t for _, t in stack),
+                text=text,
+            )
+        )
+    return passages
+
+
+def _strip_md(text: str) -> str:
+    return _MD_HEADING.sub(r"\2", text).strip()
+
+
+def _guess_title(document: RawDocument, blocks: list[tuple[int | None, str, int, int]]) -> str:
+    for rank, text, _, _ in blocks[:20]:
+        if rank == 1 or rank == 0:
+            return _strip_md(text)
+    stem = document.path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return stem

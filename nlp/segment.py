@@ -1,0 +1,81 @@
+"""Vietnamese word segmentation with underthesea, batched and optionally spread over processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from functools import cache
+
+from nlp.normalize import fold_accents, normalize_text
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@cache
+def _tokenizer():  # noqa: ANN202 - underthesea's function type is not exported
+    from underthesea import word_tokenize  # lazy: loads a CRF model (~1 s)
+
+    word_tokenize("khởi động")  # warm the model once
+    return word_tokenize
+
+
+def segment_text(text: str) -> list[str]:
+    """Segment one text into words; a multi-syllable word is joined by `_` (`kỷ_luật`).
+
+    Args:
+        text: Normalised text.
+
+    Returns:
+        The words in order, punctuation included as its own tokens.
+    """
+    if not text.strip():
+        return []
+    # underthesea re-normalises tone marks its own way; bring words back to the project's style.
+    return [normalize_text(word).replace(" ", "_") for word in _tokenizer()(text)]
+
+
+def _segment_chunk(texts: Sequence[str]) -> list[list[str]]:
+    return [segment_text(text) for text in texts]
+
+
+def segment_texts(texts: Sequence[str], workers: int = 1) -> list[list[str]]:
+    """Segment a batch of texts, in order, using up to `workers` processes.
+
+    Args:
+        texts: Normalised texts.
+        workers: Processes to use; 1 segments in this process, 0 uses every core.
+
+    Returns:
+        One token list per text.
+    """
+    workers = os.cpu_count() or 1 if workers == 0 else workers
+    if workers <= 1 or len(texts) < 2 * workers:
+        return _segment_chunk(texts)
+    size = -(-len(texts) // (workers * 4))
+    chunks = [texts[i : i + size] for i in range(0, len(texts), size)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return [tokens for chunk in pool.map(_segment_chunk, chunks) for tokens in chunk]
+
+
+def joined(tokens: Sequence[str]) -> str:
+    """Return the joined segmented form, e.g. `kỷ_luật đảng_viên`."""
+    return " ".join(tokens)
+
+
+def lexical_terms(tokens: Sequence[str]) -> list[str]:
+    """Return the lexical-index terms of segmented tokens: lower-cased words, punctuation dropped.
+
+    Each word appears as itself and, when it has diacritics, also accent-folded, so that a query
+    typed without diacritics (`ky_luat`) matches `kỷ_luật`.
+    """
+    terms: list[str] = []
+    for token in tokens:
+        word = token.lower()
+        if not any(ch.isalnum() for ch in word):
+            continue
+        terms.append(word)
+        folded = fold_accents(word)
+        if folded != word:
+            terms.append(folded)
+    return terms
