@@ -35,9 +35,7 @@ def _tone_table() -> dict[str, str]:
 
 
 _TONE_MAP = _tone_table()
-_TONE_RE = re.compile(
-    "(" + "|".join(sorted(_TONE_MAP, key=len, reverse=True)) + r")(?![^\W\d_])"
-)
+_TONE_RE = re.compile("(" + "|".join(sorted(_TONE_MAP, key=len, reverse=True)) + r")(?![^\W\d_])")
 
 
 def normalize_text(text: str, *, keep_newlines: bool = False) -> str:

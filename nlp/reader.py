@@ -34,6 +34,11 @@ class ReadFailure:
 
 
 def _decode(path: str, data: bytes) -> str:
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16 with a byte-order mark (Windows editors)
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise DocumentReadError(path, "damaged UTF-16 text; re-save it as UTF-8") from None
     if b"\x00" in data[:8192]:
         raise DocumentReadError(path, "binary file (NUL bytes); only text, .docx and .pdf are read")
     try:

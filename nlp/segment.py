@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import cache
 
-from nlp.normalize import fold_accents, normalize_text
+from nlp.normalize import fold_accents, has_diacritics, normalize_text
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -63,19 +64,41 @@ def joined(tokens: Sequence[str]) -> str:
     return " ".join(tokens)
 
 
-def lexical_terms(tokens: Sequence[str]) -> list[str]:
-    """Return the lexical-index terms of segmented tokens: lower-cased words, punctuation dropped.
+def _is_word(token: str) -> bool:
+    return any(ch.isalnum() for ch in token)
 
-    Each word appears as itself and, when it has diacritics, also accent-folded, so that a query
-    typed without diacritics (`ky_luat`) matches `kỷ_luật`.
+
+def lexical_terms(tokens: Sequence[str]) -> list[str]:
+    """Return the lexical-index terms of a passage's segmented tokens.
+
+    Each word appears lower-cased as itself (`kỷ_luật`); a word with diacritics also appears
+    accent-folded (`ky_luat`), and a multi-syllable word also as its folded syllables (`ky`,
+    `luat`), so that a query typed without diacritics, which cannot be segmented reliably,
+    matches by syllables and syllable pairs (see `query_terms`).
     """
     terms: list[str] = []
     for token in tokens:
         word = token.lower()
-        if not any(ch.isalnum() for ch in word):
+        if not _is_word(word):
             continue
         terms.append(word)
         folded = fold_accents(word)
         if folded != word:
             terms.append(folded)
+        if "_" in folded:
+            terms.extend(s for s in folded.split("_") if s)
     return terms
+
+
+def query_terms(query: str) -> list[str]:
+    """Return the lexical terms of a normalised query.
+
+    A query with diacritics is segmented like the passages and matched on exact words. A query
+    without diacritics is matched on its syllables and adjacent syllable pairs (`ky`, `luat`,
+    `ky_luat`), which meet the folded words and syllables of `lexical_terms`.
+    """
+    if has_diacritics(query):
+        return [t.lower() for t in segment_text(query) if _is_word(t)]
+    syllables = [s for s in re.split(r"[^\w]+", query.lower()) if s]
+    pairs = [f"{a}_{b}" for a, b in zip(syllables, syllables[1:], strict=False)]
+    return syllables + pairs

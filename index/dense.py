@@ -1,0 +1,101 @@
+"""Dense retrieval with FAISS: inner product on L2-normalised vectors, exact or approximate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from nlp.errors import InvalidInputError
+
+DENSE_KINDS = ("auto", "flat", "hnsw", "ivf")
+# Above this many vectors "auto" switches from exact search to HNSW.
+AUTO_APPROXIMATE_FROM = 200_000
+HNSW_M = 32
+HNSW_EF_SEARCH = 128
+
+
+def resolve_kind(kind: str, n: int) -> str:
+    """Return the concrete index kind for `kind` and a collection of `n` vectors.
+
+    Raises:
+        InvalidInputError: `kind` is not one of DENSE_KINDS.
+    """
+    if kind not in DENSE_KINDS:
+        raise InvalidInputError(f"unknown dense index kind {kind!r}; use one of {DENSE_KINDS}")
+    if kind == "auto":
+        return "hnsw" if n >= AUTO_APPROXIMATE_FROM else "flat"
+    return kind
+
+
+def build_dense(vectors: np.ndarray, ids: np.ndarray, kind: str = "flat"):  # noqa: ANN201
+    """Build a FAISS index over `vectors` whose search returns `ids`.
+
+    Args:
+        vectors: float32 (n, dim), L2-normalised.
+        ids: int64 (n,) passage row ids.
+        kind: "flat" (exact), "hnsw" or "ivf" (approximate, for large collections).
+
+    Returns:
+        A `faiss.Index` (an IndexIDMap2 around the chosen index).
+    """
+    import faiss  # lazy: only index building and search need it
+
+    dim = vectors.shape[1]
+    if kind == "hnsw":
+        inner = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        inner.hnsw.efConstruction = 80
+        inner.hnsw.efSearch = HNSW_EF_SEARCH
+    elif kind == "ivf":
+        nlist = max(1, min(4096, int(4 * np.sqrt(len(vectors)))))
+        quantizer = faiss.IndexFlatIP(dim)
+        inner = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        inner.train(vectors[np.random.default_rng(0).permutation(len(vectors))[: nlist * 64]])
+        inner.nprobe = max(1, nlist // 16)
+    else:
+        inner = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIDMap2(inner)
+    if len(vectors):
+        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
+    return index
+
+
+def save_dense(index, path: Path) -> None:  # noqa: ANN001
+    """Write a FAISS index to `path`."""
+    import faiss
+
+    faiss.write_index(index, str(path))
+
+
+def load_dense(path: Path):  # noqa: ANN201
+    """Read a FAISS index written by `save_dense`."""
+    import faiss
+
+    return faiss.read_index(str(path))
+
+
+def search_dense(
+    index,  # noqa: ANN001
+    queries: np.ndarray,
+    k: int,
+    allowed: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (scores, ids) of the `k` nearest vectors per query, best first; id -1 pads.
+
+    Args:
+        index: A FAISS index from `build_dense`.
+        queries: float32 (q, dim), L2-normalised.
+        k: Neighbours per query.
+        allowed: Optional passage row ids the results must come from (filters).
+    """
+    import faiss
+
+    k = max(1, min(k, index.ntotal)) if index.ntotal else 1
+    if index.ntotal == 0:
+        return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+    params = None
+    if allowed is not None:
+        selector = faiss.IDSelectorBatch(allowed.astype(np.int64))
+        params = faiss.SearchParameters(sel=selector)
+    scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
+    return scores, ids

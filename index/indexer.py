@@ -1,0 +1,313 @@
+"""Incremental indexing: files keyed by path and content hash, written as a new generation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from index.dense import build_dense, resolve_kind, save_dense
+from index.lexical import LexicalIndex
+from index.query import DiacriticRestorer
+from index.store import (
+    Manifest,
+    ModelInfo,
+    check_model,
+    connect,
+    new_generation,
+    publish_generation,
+    read_manifest,
+    writer_lock,
+)
+from nlp.errors import DocumentReadError
+from nlp.paragraphs import Passage, split_passages
+from nlp.reader import ManifestTitles, ReadFailure, iter_files, read_document
+from nlp.segment import lexical_terms, segment_texts
+
+EMBED_BATCH_PASSAGES = 256
+
+
+class PassageEmbedder(Protocol):
+    """What the indexer needs from an embedder (models.embedder.Embedder)."""
+
+    name: str
+    dim: int
+    fingerprint: str
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class PassageClassifier(Protocol):
+    """What the indexer needs from a topic classifier (models.topics.TopicClassifier)."""
+
+    def predict(
+        self,
+        texts: Sequence[str],
+        tokens: Sequence[Sequence[str]] | None = None,
+        sections: Sequence[str] | None = None,
+    ) -> list: ...
+
+
+@dataclass
+class IndexReport:
+    """What one `index_paths` run did."""
+
+    files_indexed: int = 0
+    files_skipped: int = 0
+    files_failed: list[ReadFailure] = field(default_factory=list)
+    files_pruned: int = 0
+    passages: int = 0
+    passages_embedded: int = 0
+    seconds: float = 0.0
+
+
+def file_sha256(path: str) -> str:
+    """Return the hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def passage_ids(doc_key: str, passages: Sequence[Passage]) -> list[str]:
+    """Stable ids: a hash of the document key, the text and its repeat count within the file.
+
+    Editing one paragraph changes only that paragraph's id, so unchanged paragraphs keep
+    their ids (and their stored vectors) when a file changes.
+    """
+    seen: dict[str, int] = {}
+    ids = []
+    for passage in passages:
+        nth = seen.get(passage.text, 0)
+        seen[passage.text] = nth + 1
+        digest = hashlib.sha1(f"{doc_key}\x00{passage.text}\x00{nth}".encode()).hexdigest()
+        ids.append(digest[:16])
+    return ids
+
+
+@dataclass
+class _PendingDocument:
+    key: str
+    path: str
+    sha256: str
+    passages: list[Passage]
+    ids: list[str]
+
+
+def index_paths(
+    paths: Iterable[str | os.PathLike[str]],
+    root: str | os.PathLike[str],
+    embedder: PassageEmbedder,
+    classifier: PassageClassifier | None = None,
+    *,
+    prune: bool = False,
+    dense_kind: str = "auto",
+    segment_workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> IndexReport:
+    """Add, update and (with `prune`) remove documents in the index at `root`.
+
+    Unchanged files (same path and content hash) are skipped; a changed file replaces its
+    passages, re-embedding only paragraphs whose text changed. All writes go to a new
+    generation that becomes current only when complete.
+
+    Args:
+        paths: Files and folders to index.
+        root: The index folder (created when missing).
+        embedder: Must match the model the index was built with.
+        classifier: Tags every passage with a topic when given.
+        prune: Drop documents whose files no longer exist.
+        dense_kind: "auto", "flat", "hnsw" or "ivf".
+        segment_workers: Processes for word segmentation (0 = every core).
+        progress: Called with (files done, files total).
+
+    Returns:
+        Counts of what was done.
+
+    Raises:
+        IndexError_: The index was built with another model, or another writer holds it.
+    """
+    started = time.perf_counter()
+    root = Path(root)
+    model = ModelInfo(embedder.name, int(embedder.dim), embedder.fingerprint)
+    report = IndexReport()
+    files = list(iter_files(paths))
+    with writer_lock(root):
+        manifest = read_manifest(root)
+        if manifest is not None:
+            check_model(manifest, model, root)
+        number, tmp = new_generation(root, manifest)
+        conn = connect(tmp / "passages.db")
+        try:
+            _apply_files(conn, files, embedder, classifier, report, segment_workers, progress)
+            if prune:
+                report.files_pruned = _prune(conn)
+            conn.commit()
+            counts = _finish_generation(
+                conn, tmp, resolve_kind(dense_kind, _count(conn)), model.dim
+            )
+        finally:
+            conn.close()
+        documents, passages, kind = counts
+        publish_generation(
+            root,
+            tmp,
+            Manifest(number, model, documents=documents, passages=passages, dense_kind=kind),
+        )
+    report.passages = passages
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _count(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
+
+
+def _apply_files(
+    conn: sqlite3.Connection,
+    files: list[str],
+    embedder: PassageEmbedder,
+    classifier: PassageClassifier | None,
+    report: IndexReport,
+    segment_workers: int,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    titles = ManifestTitles()
+    pending: list[_PendingDocument] = []
+    pending_passages = 0
+    for done, path in enumerate(files, start=1):
+        key = os.path.abspath(path)
+        try:
+            sha = file_sha256(path) if os.path.isfile(path) else ""
+            row = conn.execute("SELECT sha256 FROM documents WHERE key = ?", (key,)).fetchone()
+            if row is not None and row["sha256"] == sha:
+                report.files_skipped += 1
+            else:
+                document = read_document(path, title=titles.title_for(path))
+                passages = split_passages(document)
+                if not passages:
+                    raise DocumentReadError(path, "no paragraphs of text found")
+                pending.append(
+                    _PendingDocument(key, str(path), sha, passages, passage_ids(key, passages))
+                )
+                pending_passages += len(passages)
+        except DocumentReadError as exc:
+            report.files_failed.append(ReadFailure(path=str(path), error=exc.reason))
+        except OSError as exc:
+            report.files_failed.append(ReadFailure(path=str(path), error=str(exc.strerror)))
+        if pending_passages >= EMBED_BATCH_PASSAGES or (done == len(files) and pending):
+            _store_documents(conn, pending, embedder, classifier, report, segment_workers)
+            pending, pending_passages = [], 0
+        if progress is not None:
+            progress(done, len(files))
+
+
+def _store_documents(
+    conn: sqlite3.Connection,
+    pending: list[_PendingDocument],
+    embedder: PassageEmbedder,
+    classifier: PassageClassifier | None,
+    report: IndexReport,
+    segment_workers: int,
+) -> None:
+    passages = [p for doc in pending for p in doc.passages]
+    ids = [i for doc in pending for i in doc.ids]
+    texts = [p.text for p in passages]
+    tokens = segment_texts(texts, workers=segment_workers)
+    known = _stored_vectors(conn, ids, embedder.dim)
+    missing = [i for i, pid in enumerate(ids) if pid not in known]
+    fresh = embedder.embed_passages([texts[i] for i in missing]) if missing else None
+    report.passages_embedded += len(missing)
+    vectors = [known.get(pid) for pid in ids]
+    for j, i in enumerate(missing):
+        vectors[i] = fresh[j]
+    topics = (
+        classifier.predict(texts, tokens=tokens, sections=[p.section for p in passages])
+        if classifier is not None
+        else [None] * len(passages)
+    )
+    offset = 0
+    for doc in pending:
+        conn.execute("DELETE FROM documents WHERE key = ?", (doc.key,))
+        cursor = conn.execute(
+            "INSERT INTO documents (key, path, title, sha256, n_passages, indexed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (doc.key, doc.path, doc.passages[0].title, doc.sha256, len(doc.passages), time.time()),
+        )
+        doc_id = cursor.lastrowid
+        rows = []
+        for n, passage in enumerate(doc.passages):
+            i = offset + n
+            topic = topics[i]
+            rows.append(
+                (
+                    ids[i],
+                    doc_id,
+                    passage.paragraph,
+                    passage.start,
+                    passage.end,
+                    passage.section,
+                    passage.text,
+                    " ".join(tokens[i]),
+                    topic.topic if topic is not None else None,
+                    json.dumps(topic.scores) if topic is not None else None,
+                    np.asarray(vectors[i], dtype=np.float32).tobytes(),
+                )
+            )
+        conn.executemany(
+            "INSERT INTO passages (passage_id, doc_id, paragraph, start, end, section, text, "
+            "tokens, topic, topic_scores, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        offset += len(doc.passages)
+        report.files_indexed += 1
+
+
+def _stored_vectors(conn: sqlite3.Connection, ids: list[str], dim: int) -> dict[str, np.ndarray]:
+    found: dict[str, np.ndarray] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(
+            f"SELECT passage_id, vector FROM passages WHERE passage_id IN ({marks})", chunk
+        ):
+            vector = np.frombuffer(row["vector"], dtype=np.float32)
+            if vector.shape == (dim,):
+                found[row["passage_id"]] = vector
+    return found
+
+
+def _prune(conn: sqlite3.Connection) -> int:
+    gone = [
+        row["key"]
+        for row in conn.execute("SELECT key FROM documents")
+        if not os.path.exists(row["key"])
+    ]
+    conn.executemany("DELETE FROM documents WHERE key = ?", [(key,) for key in gone])
+    return len(gone)
+
+
+def _finish_generation(
+    conn: sqlite3.Connection, folder: Path, kind: str, dim: int
+) -> tuple[int, int, str]:
+    rows = conn.execute("SELECT id, tokens, vector FROM passages ORDER BY id").fetchall()
+    rowids = np.array([row["id"] for row in rows], dtype=np.int64)
+    token_lists = [row["tokens"].split(" ") if row["tokens"] else [] for row in rows]
+    if rows:
+        vectors = np.stack([np.frombuffer(row["vector"], dtype=np.float32) for row in rows])
+    else:
+        vectors = np.zeros((0, dim), dtype=np.float32)
+    save_dense(build_dense(vectors, rowids, kind), folder / "dense.faiss")
+    LexicalIndex.build([lexical_terms(t) for t in token_lists], rowids).save(folder / "lexical")
+    DiacriticRestorer.build(token_lists).save(folder / "restore.json")
+    documents = conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+    return documents, len(rows), kind

@@ -1,0 +1,74 @@
+"""Lexical retrieval: BM25 (bm25s) over segmented words and their accent-folded forms."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+class LexicalIndex:
+    """BM25 over lexical terms; positions map to passage row ids through `rowids`."""
+
+    def __init__(self, retriever, rowids: np.ndarray) -> None:  # noqa: ANN001
+        self._retriever = retriever
+        self.rowids = rowids
+        self._position = {int(r): i for i, r in enumerate(rowids)}
+
+    @classmethod
+    def build(cls, terms: Sequence[Sequence[str]], rowids: np.ndarray) -> LexicalIndex:
+        """Index one term list per passage."""
+        import bm25s
+
+        retriever = bm25s.BM25()
+        if len(terms):
+            retriever.index([list(t) or ["\u2205"] for t in terms], show_progress=False)
+        return cls(retriever, np.asarray(rowids, dtype=np.int64))
+
+    def save(self, folder: Path) -> None:
+        """Write the index as bm25s arrays plus `rowids.npy` (no pickle)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        if len(self.rowids):
+            self._retriever.save(str(folder))
+        np.save(folder / "rowids.npy", self.rowids, allow_pickle=False)
+
+    @classmethod
+    def load(cls, folder: Path) -> LexicalIndex:
+        """Read an index written by `save`."""
+        import bm25s
+
+        rowids = np.load(folder / "rowids.npy", allow_pickle=False)
+        retriever = bm25s.BM25.load(str(folder)) if len(rowids) else bm25s.BM25()
+        return cls(retriever, rowids)
+
+    def __len__(self) -> int:
+        return len(self.rowids)
+
+    def search(
+        self, terms: Sequence[str], k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return (scores, row ids) of the best `k` passages with a positive score.
+
+        Args:
+            terms: Query terms, analysed like the passages' terms.
+            k: How many to return at most.
+            allowed: Optional passage row ids the results must come from (filters).
+        """
+        if not len(self.rowids) or not terms:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        mask = None
+        if allowed is not None:
+            mask = np.zeros(len(self.rowids), dtype=np.float32)
+            positions = [self._position[int(r)] for r in allowed if int(r) in self._position]
+            mask[positions] = 1.0
+        k = min(k, len(self.rowids))
+        positions, scores = self._retriever.retrieve(
+            [list(terms)], k=k, show_progress=False, weight_mask=mask, n_threads=1
+        )
+        positions, scores = positions[0], scores[0]
+        keep = scores > 0
+        return scores[keep], self.rowids[positions[keep]]

@@ -1,0 +1,62 @@
+"""Query analysis that needs the index's vocabulary: restoring diacritics to a folded query."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from nlp.normalize import fold_accents
+
+MAX_WORD_SYLLABLES = 4
+
+
+class DiacriticRestorer:
+    """Maps accent-folded words to their most frequent accented form in the indexed passages.
+
+    `ky luat dang vien` becomes `kỷ luật đảng viên`: the longest known folded word is taken at
+    each position, so the pair `dang_vien` decides between `đảng` and `đang`.
+    """
+
+    def __init__(self, table: dict[str, str]) -> None:
+        self.table = table
+
+    @classmethod
+    def build(cls, token_lists: Iterable[Sequence[str]]) -> DiacriticRestorer:
+        """Learn the table from segmented passages (tokens like `kỷ_luật`)."""
+        counts: dict[str, Counter[str]] = defaultdict(Counter)
+        for tokens in token_lists:
+            for token in tokens:
+                word = token.lower()
+                if any(ch.isalpha() for ch in word):
+                    counts[fold_accents(word)][word] += 1
+        return cls({folded: forms.most_common(1)[0][0] for folded, forms in counts.items()})
+
+    def save(self, path: Path) -> None:
+        """Write the table as JSON."""
+        path.write_text(json.dumps(self.table, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> DiacriticRestorer:
+        """Read a table written by `save`; an absent file gives an empty table."""
+        if not path.exists():
+            return cls({})
+        return cls(json.loads(path.read_text(encoding="utf-8")))
+
+    def restore(self, query: str) -> str:
+        """Return `query` with diacritics restored where the vocabulary knows the words."""
+        syllables = query.split()
+        out: list[str] = []
+        i = 0
+        while i < len(syllables):
+            for n in range(min(MAX_WORD_SYLLABLES, len(syllables) - i), 0, -1):
+                key = "_".join(syllables[i : i + n]).lower()
+                if key in self.table:
+                    out.append(self.table[key].replace("_", " "))
+                    i += n
+                    break
+            else:
+                out.append(syllables[i])
+                i += 1
+        return " ".join(out)

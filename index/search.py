@@ -1,0 +1,374 @@
+"""Search an index: query analysis, dense and lexical legs, fusion, filters, highlights."""
+
+from __future__ import annotations
+
+import fnmatch
+import html
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from index.dense import load_dense, search_dense
+from index.fusion import DEFAULT_RRF_K, reciprocal_rank_fusion
+from index.lexical import LexicalIndex
+from index.query import DiacriticRestorer
+from index.store import (
+    Manifest,
+    ModelInfo,
+    check_model,
+    connect,
+    generation_dir,
+    read_manifest,
+)
+from nlp.errors import IndexError_, InvalidInputError
+from nlp.normalize import fold_accents, has_diacritics, normalize_text
+from nlp.segment import query_terms
+
+MODES = ("hybrid", "dense", "lexical")
+TOPICS = ("ideology", "organisation", "inspection", "mass_mobilisation", "anti_corruption", "other")
+MAX_QUERY_CHARS = 1000
+MAX_K = 100
+MAX_OFFSET = 10_000
+SNIPPET_WORDS = 40
+
+
+class QueryEmbedder(Protocol):
+    """What search needs from an embedder (models.embedder.Embedder)."""
+
+    name: str
+    dim: int
+    fingerprint: str
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class FusionSettings:
+    """How the hybrid mode fuses its legs (defaults chosen on eval/queries, see eval/RESULTS.md)."""
+
+    depth: int = 100
+    rrf_k: float = DEFAULT_RRF_K
+    lexical_weight: float = 1.0
+    dense_weight: float = 1.0
+    # A query typed without diacritics gives the embedder little to go on even after
+    # restoration, so its dense leg counts for less.
+    folded_dense_weight: float = 0.5
+
+
+@dataclass
+class Hit:
+    """One search result."""
+
+    rank: int
+    score: float
+    passage_id: str
+    doc: str
+    title: str
+    section: str
+    paragraph: int
+    text: str
+    highlight: str
+    topic: str | None
+    topic_scores: dict[str, float] | None
+
+    def to_json(self) -> dict:
+        """Return the CLI/API JSON object of this hit."""
+        return dict(vars(self))
+
+
+@dataclass
+class SearchResult:
+    """The answer to one query."""
+
+    query: str
+    mode: str
+    total: int
+    hits: list[Hit] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """Return the CLI/API JSON object: query, mode, total, hits."""
+        return {
+            "query": self.query,
+            "mode": self.mode,
+            "total": self.total,
+            "hits": [hit.to_json() for hit in self.hits],
+        }
+
+
+def validate_query(query: str) -> str:
+    """Return the normalised query, or raise InvalidInputError naming what is wrong."""
+    if not isinstance(query, str):
+        raise InvalidInputError("the query must be text")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidInputError(
+            f"the query has {len(query)} characters; the limit is {MAX_QUERY_CHARS}"
+        )
+    text = normalize_text(query)
+    if not any(ch.isalnum() for ch in text):
+        raise InvalidInputError("the query is empty; type some words to search for")
+    return text
+
+
+def validate_options(mode: str, k: int, offset: int, topic: str | None) -> None:
+    """Raise InvalidInputError for a mode, k, offset or topic outside the valid values."""
+    if mode not in MODES:
+        raise InvalidInputError(f"unknown mode {mode!r}; use one of: {', '.join(MODES)}")
+    if not 1 <= k <= MAX_K:
+        raise InvalidInputError(f"k must be between 1 and {MAX_K}, got {k}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise InvalidInputError(f"offset must be between 0 and {MAX_OFFSET}, got {offset}")
+    if topic is not None and topic not in TOPICS:
+        raise InvalidInputError(f"unknown topic {topic!r}; use one of: {', '.join(TOPICS)}")
+
+
+def highlight(text: str, query: str, words: int = SNIPPET_WORDS) -> str:
+    """Return an HTML-escaped snippet of `text` with query words wrapped in <mark>.
+
+    Words match accent-insensitively when the query has no diacritics, exactly (ignoring
+    case) otherwise. The snippet is the window of `words` words with the most matches.
+    """
+    accented = has_diacritics(query)
+    key = (lambda w: w.lower()) if accented else fold_accents
+    wanted = {key(w) for w in re.findall(r"\w+", query)}
+    tokens = re.split(r"(\s+)", text)
+    marks = [bool(re.sub(r"\W", "", t)) and key(re.sub(r"\W", "", t)) in wanted for t in tokens]
+    span = 2 * words
+    best, best_start = -1, 0
+    for start in range(0, max(1, len(tokens) - span + 1), 2):
+        count = sum(marks[start : start + span])
+        if count > best:
+            best, best_start = count, start
+    window = range(best_start, min(len(tokens), best_start + span))
+    out = []
+    for i in window:
+        token = html.escape(tokens[i])
+        if marks[i]:
+            match = re.match(r"^(\W*)(.*?)(\W*)$", tokens[i])
+            lead, core, tail = (html.escape(g) for g in match.groups())
+            token = f"{lead}<mark>{core}</mark>{tail}"
+        out.append(token)
+    prefix = "… " if best_start > 0 else ""
+    suffix = " …" if window.stop < len(tokens) else ""
+    return prefix + "".join(out).strip() + suffix
+
+
+class Searcher:
+    """A loaded index generation plus the embedder that must match it."""
+
+    def __init__(self, root: str | Path, embedder: QueryEmbedder | None) -> None:
+        """Open the index at `root`.
+
+        Args:
+            root: The index folder.
+            embedder: Embeds queries; must match the index's model. None allows only the
+                lexical mode (and listing passages).
+
+        Raises:
+            IndexError_: No index there, a damaged one, or one built with another model.
+        """
+        self.root = Path(root)
+        self.embedder = embedder
+        self.fusion = FusionSettings()
+        self._lock = threading.Lock()
+        self._load()
+
+    def _load(self) -> None:
+        manifest = read_manifest(self.root)
+        if manifest is None:
+            raise IndexError_(
+                f"no index at {self.root}; create one with: vnsearch index PATH... "
+                f"--index {self.root}"
+            )
+        if self.embedder is not None:
+            check_model(
+                manifest,
+                ModelInfo(self.embedder.name, int(self.embedder.dim), self.embedder.fingerprint),
+                self.root,
+            )
+        folder = generation_dir(self.root, manifest.generation)
+        try:
+            conn = connect(folder / "passages.db", readonly=True)
+            dense = load_dense(folder / "dense.faiss")
+            lexical = LexicalIndex.load(folder / "lexical")
+            restorer = DiacriticRestorer.load(folder / "restore.json")
+        except (OSError, RuntimeError, ValueError, sqlite3.Error) as exc:
+            raise IndexError_(
+                f"the index at {self.root} is damaged ({exc}); rebuild it with: "
+                f"vnsearch index PATH... --index {self.root}"
+            ) from None
+        self.manifest: Manifest = manifest
+        self._conn, self._dense, self._lexical, self._restorer = conn, dense, lexical, restorer
+        self._generation = manifest.generation
+
+    def reload_if_changed(self) -> bool:
+        """Switch to a newer generation if a writer published one; True when it did."""
+        manifest = read_manifest(self.root)
+        if manifest is None or manifest.generation == self._generation:
+            return False
+        with self._lock:
+            if manifest.generation != self._generation:
+                old = self._conn
+                self._load()
+                old.close()
+        return True
+
+    # -- queries -------------------------------------------------------------------------
+
+    def _allowed(
+        self, topic: str | None, doc: str | None, section: str | None
+    ) -> np.ndarray | None:
+        if topic is None and doc is None and section is None:
+            return None
+        sql, args = (
+            "SELECT p.id, d.path, p.section FROM passages p JOIN documents d ON d.id = p.doc_id",
+            [],
+        )
+        if topic is not None:
+            sql += " WHERE p.topic = ?"
+            args.append(topic)
+        wanted_section = fold_accents(section) if section else None
+        ids = []
+        for row in self._conn.execute(sql, args):
+            if doc is not None and not _doc_matches(row["path"], doc):
+                continue
+            if wanted_section and wanted_section not in fold_accents(row["section"]):
+                continue
+            ids.append(row["id"])
+        return np.asarray(ids, dtype=np.int64)
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        offset: int = 0,
+        mode: str = "hybrid",
+        topic: str | None = None,
+        doc: str | None = None,
+        section: str | None = None,
+    ) -> SearchResult:
+        """Search one query; see `batch_search`."""
+        return self.batch_search([query], k, offset, mode, topic, doc, section)[0]
+
+    def batch_search(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        offset: int = 0,
+        mode: str = "hybrid",
+        topic: str | None = None,
+        doc: str | None = None,
+        section: str | None = None,
+    ) -> list[SearchResult]:
+        """Search many queries with the same options.
+
+        Args:
+            queries: Query texts (any Unicode form, with or without diacritics).
+            k: Hits per page (1..100).
+            offset: Hits to skip (paging).
+            mode: "hybrid", "dense" or "lexical".
+            topic: Only passages tagged with this topic.
+            doc: Only documents whose path (or file name) matches this glob.
+            section: Only passages whose section path contains this text (accent-insensitive).
+
+        Returns:
+            One SearchResult per query, in order.
+
+        Raises:
+            InvalidInputError: A query or option is not acceptable.
+        """
+        validate_options(mode, k, offset, topic)
+        texts = [validate_query(q) for q in queries]
+        if mode != "lexical" and self.embedder is None:
+            raise InvalidInputError(f"mode {mode!r} needs the embedding model; use --mode lexical")
+        with self._lock:
+            allowed = self._allowed(topic, doc, section)
+            depth = max(self.fusion.depth, offset + k)
+            dense_texts = [q if has_diacritics(q) else self._restorer.restore(q) for q in texts]
+            dense_ids: list[np.ndarray] = [np.zeros(0, np.int64)] * len(texts)
+            dense_scores: list[np.ndarray] = [np.zeros(0, np.float32)] * len(texts)
+            if mode != "lexical" and (allowed is None or len(allowed)):
+                vectors = self.embedder.embed_queries(dense_texts)
+                scores, ids = search_dense(self._dense, vectors, depth, allowed)
+                dense_ids = [row[row >= 0] for row in ids]
+                dense_scores = [s[row >= 0] for s, row in zip(scores, ids, strict=True)]
+            results = []
+            for i, text in enumerate(texts):
+                lex_scores, lex_ids = np.zeros(0, np.float32), np.zeros(0, np.int64)
+                if mode != "dense" and (allowed is None or len(allowed)):
+                    lex_scores, lex_ids = self._lexical.search(query_terms(text), depth, allowed)
+                ranked = self._rank(mode, text, lex_ids, lex_scores, dense_ids[i], dense_scores[i])
+                page = ranked[offset : offset + k]
+                hits = self._hits(page, offset, text)
+                results.append(
+                    SearchResult(query=queries[i], mode=mode, total=len(ranked), hits=hits)
+                )
+        return results
+
+    def _rank(
+        self,
+        mode: str,
+        text: str,
+        lex_ids: np.ndarray,
+        lex_scores: np.ndarray,
+        dense_ids: np.ndarray,
+        dense_scores: np.ndarray,
+    ) -> list[tuple[int, float]]:
+        if mode == "lexical":
+            return list(zip(lex_ids.tolist(), lex_scores.tolist(), strict=True))
+        if mode == "dense":
+            return list(zip(dense_ids.tolist(), dense_scores.tolist(), strict=True))
+        settings = self.fusion
+        dense_weight = (
+            settings.dense_weight if has_diacritics(text) else settings.folded_dense_weight
+        )
+        return reciprocal_rank_fusion(
+            [lex_ids, dense_ids], [settings.lexical_weight, dense_weight], settings.rrf_k
+        )
+
+    def _hits(self, page: list[tuple[int, float]], offset: int, query: str) -> list[Hit]:
+        if not page:
+            return []
+        rows = {row["id"]: row for row in self._fetch([rowid for rowid, _ in page])}
+        hits = []
+        for n, (rowid, score) in enumerate(page):
+            row = rows[rowid]
+            hits.append(
+                Hit(
+                    rank=offset + n + 1,
+                    score=round(float(score), 6),
+                    passage_id=row["passage_id"],
+                    doc=row["path"],
+                    title=row["title"],
+                    section=row["section"],
+                    paragraph=row["paragraph"],
+                    text=row["text"],
+                    highlight=highlight(row["text"], query),
+                    topic=row["topic"],
+                    topic_scores=json.loads(row["topic_scores"]) if row["topic_scores"] else None,
+                )
+            )
+        return hits
+
+    def _fetch(self, rowids: Sequence[int]) -> list[sqlite3.Row]:
+        marks = ",".join("?" * len(rowids))
+        return self._conn.execute(
+            "SELECT p.*, d.path, d.title FROM passages p JOIN documents d ON d.id = p.doc_id "
+            f"WHERE p.id IN ({marks})",
+            list(rowids),
+        ).fetchall()
+
+
+def _doc_matches(path: str, pattern: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return (
+        fnmatch.fnmatchcase(path, pattern)
+        or fnmatch.fnmatchcase(name, pattern)
+        or (not any(ch in pattern for ch in "*?[") and pattern in path)
+    )
