@@ -159,6 +159,59 @@ def highlight(text: str, query: str, words: int = SNIPPET_WORDS) -> str:
     return prefix + "".join(out).strip() + suffix
 
 
+@dataclass
+class PassageRecord:
+    """A stored passage with its document."""
+
+    passage_id: str
+    doc_id: int
+    doc: str
+    title: str
+    section: str
+    paragraph: int
+    start: int
+    end: int
+    text: str
+    topic: str | None
+    topic_scores: dict[str, float] | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> PassageRecord:
+        """Build from a row of passages joined with documents (path, title)."""
+        scores = json.loads(row["topic_scores"]) if row["topic_scores"] else None
+        return cls(
+            passage_id=row["passage_id"],
+            doc_id=row["doc_id"],
+            doc=row["path"],
+            title=row["title"],
+            section=row["section"],
+            paragraph=row["paragraph"],
+            start=row["start"],
+            end=row["end"],
+            text=row["text"],
+            topic=row["topic"],
+            topic_scores=scores,
+        )
+
+
+@dataclass
+class DocumentRecord:
+    """An indexed document with its passage and topic counts."""
+
+    id: int
+    path: str
+    title: str
+    passages: int
+    topics: dict[str, int]
+    sha256: str
+
+
+_PASSAGE_SQL = (
+    "SELECT p.id, p.passage_id, p.doc_id, p.paragraph, p.start, p.end, p.section, p.text, "
+    "p.topic, p.topic_scores, d.path, d.title FROM passages p JOIN documents d ON d.id = p.doc_id"
+)
+
+
 class Searcher:
     """A loaded index generation plus the embedder that must match it."""
 
@@ -355,6 +408,120 @@ class Searcher:
                 )
             )
         return hits
+
+    # -- browsing ------------------------------------------------------------------------
+
+    def list_passages(
+        self,
+        topic: str | None = None,
+        doc: str | None = None,
+        section: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> tuple[int, list[PassageRecord]]:
+        """Return (total, page) of passages filtered by topic, document glob and section.
+
+        Passages come in document order. Raises InvalidInputError for bad values.
+        """
+        validate_options("hybrid", max(1, min(limit, MAX_K)), offset, topic)
+        if not 1 <= limit <= MAX_K:
+            raise InvalidInputError(f"limit must be between 1 and {MAX_K}, got {limit}")
+        with self._lock:
+            allowed = self._allowed(topic, doc, section)
+            if allowed is None:
+                total = self.manifest.passages
+                rows = self._conn.execute(
+                    f"{_PASSAGE_SQL} ORDER BY p.doc_id, p.paragraph LIMIT ? OFFSET ?",
+                    (limit, offset),
+                ).fetchall()
+            else:
+                total = len(allowed)
+                page = sorted(allowed.tolist())[offset : offset + limit]
+                rows = sorted(
+                    self._fetch_records(page), key=lambda r: (r["doc_id"], r["paragraph"])
+                )
+        return total, [PassageRecord.from_row(row) for row in rows]
+
+    def get_passage(
+        self, passage_id: str, context: int = 2
+    ) -> tuple[PassageRecord, list[PassageRecord]] | None:
+        """Return a passage and up to `context` neighbours on each side (in order), or None."""
+        with self._lock:
+            row = self._conn.execute(
+                f"{_PASSAGE_SQL} WHERE p.passage_id = ?", (passage_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            around = self._conn.execute(
+                f"{_PASSAGE_SQL} WHERE p.doc_id = ? AND p.paragraph BETWEEN ? AND ? "
+                "ORDER BY p.paragraph",
+                (row["doc_id"], row["paragraph"] - context, row["paragraph"] + context),
+            ).fetchall()
+        return PassageRecord.from_row(row), [PassageRecord.from_row(r) for r in around]
+
+    def documents(self) -> list[DocumentRecord]:
+        """Return every indexed document with passage and per-topic counts (facets)."""
+        with self._lock:
+            counts: dict[int, dict[str, int]] = {}
+            for row in self._conn.execute(
+                "SELECT doc_id, topic, COUNT(*) AS n FROM passages GROUP BY doc_id, topic"
+            ):
+                if row["topic"]:
+                    counts.setdefault(row["doc_id"], {})[row["topic"]] = row["n"]
+            rows = self._conn.execute(
+                "SELECT id, path, title, n_passages, sha256 FROM documents ORDER BY path"
+            ).fetchall()
+        return [
+            DocumentRecord(
+                r["id"],
+                r["path"],
+                r["title"],
+                r["n_passages"],
+                counts.get(r["id"], {}),
+                r["sha256"],
+            )
+            for r in rows
+        ]
+
+    def topic_counts(self) -> dict[str, int]:
+        """Return how many passages carry each topic across the index."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT topic, COUNT(*) AS n FROM passages WHERE topic IS NOT NULL GROUP BY topic"
+            ).fetchall()
+        return {row["topic"]: row["n"] for row in rows}
+
+    def stats(self) -> dict:
+        """Return counts, model and on-disk size of the current generation."""
+        folder = generation_dir(self.root, self.manifest.generation)
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        return {
+            "documents": self.manifest.documents,
+            "passages": self.manifest.passages,
+            "generation": self.manifest.generation,
+            "model": vars(self.manifest.model),
+            "dense_kind": self.manifest.dense_kind,
+            "index_bytes": size,
+            "topics": self.topic_counts(),
+        }
+
+    def find_passages(self, doc_suffix: str, contains: str) -> list[str]:
+        """Return ids of passages of documents whose path ends with `doc_suffix` and whose
+        text contains `contains` (normalised); used to resolve judged answers."""
+        rows = self._conn.execute(
+            "SELECT p.passage_id FROM passages p JOIN documents d ON d.id = p.doc_id "
+            "WHERE (d.key = ? OR d.key LIKE ?) AND instr(p.text, ?) > 0",
+            (doc_suffix, "%/" + doc_suffix, normalize_text(contains)),
+        )
+        return [row["passage_id"] for row in rows]
+
+    def _fetch_records(self, rowids: Sequence[int]) -> list[sqlite3.Row]:
+        if not rowids:
+            return []
+        marks = ",".join("?" * len(rowids))
+        return self._conn.execute(
+            f"{_PASSAGE_SQL} WHERE p.id IN ({marks})", list(rowids)
+        ).fetchall()
 
     def _fetch(self, rowids: Sequence[int]) -> list[sqlite3.Row]:
         marks = ",".join("?" * len(rowids))

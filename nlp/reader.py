@@ -123,7 +123,8 @@ def read_document(path: str | os.PathLike[str], title: str | None = None) -> Raw
     text = normalize_text(text, keep_newlines=True)
     if not text:
         raise DocumentReadError(name, "no text in file")
-    return RawDocument(path=name, text=text, title=title or found_title)
+    title = normalize_text(title or found_title or "") or None
+    return RawDocument(path=name, text=text, title=title)
 
 
 def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[str]:

@@ -1,0 +1,246 @@
+"""The `vnsearch` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from api.loading import load_classifier, load_embedder, open_searcher
+from nlp.errors import VnsearchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate the classifier or the search.")
+app.add_typer(eval_app, name="eval")
+
+
+def _emit(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def _read_texts(texts: list[str] | None, input_file: Path | None, field: str = "text") -> list[str]:
+    """Texts from arguments and/or a JSON Lines file (field `field`) or plain text lines."""
+    found = list(texts or [])
+    if input_file is not None:
+        from nlp.errors import InvalidInputError
+
+        try:
+            lines = input_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"cannot read {input_file}: {exc}") from None
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            if line.lstrip().startswith("{"):
+                try:
+                    found.append(str(json.loads(line)[field]))
+                except (ValueError, KeyError, TypeError):
+                    raise InvalidInputError(
+                        f"{input_file} line {number}: expected a JSON object with a {field!r} field"
+                    ) from None
+            else:
+                found.append(line)
+    if not found:
+        from nlp.errors import InvalidInputError
+
+        raise InvalidInputError("no input: give TEXT arguments or --input FILE")
+    return found
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to read.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON Lines, one passage a line.")
+    ] = False,
+    workers: Annotated[int, typer.Option(help="Segmentation processes (0 = all cores).")] = 0,
+) -> None:
+    """Read documents and print the passages that would be indexed."""
+    from nlp.paragraphs import split_passages
+    from nlp.reader import ReadFailure, read_paths
+    from nlp.segment import joined, segment_texts
+
+    read_any = False
+    for item in read_paths(paths):
+        if isinstance(item, ReadFailure):
+            typer.echo(f"skipped {item.path}: {item.error}", err=True)
+            continue
+        read_any = True
+        passages = split_passages(item)
+        tokens = segment_texts([p.text for p in passages], workers=workers)
+        for passage, words in zip(passages, tokens, strict=True):
+            record = dict(vars(passage), tokens=words, segmented=joined(words))
+            if as_json:
+                _emit(record)
+            else:
+                typer.echo(
+                    f"{passage.doc}#{passage.paragraph} [{passage.section}]\n  {passage.text}"
+                )
+    if not read_any:
+        raise typer.Exit(1)
+
+
+@app.command()
+def embed(
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to embed.")] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", help="JSON Lines with `text`.")
+    ] = None,
+    kind: Annotated[str, typer.Option(help="passage or query.")] = "passage",
+    model: Annotated[str | None, typer.Option(help="sentence-transformers name or path.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
+    out: Annotated[Path, typer.Option(help="Output .npy file.")] = Path("embeddings.npy"),
+) -> None:
+    """Embed texts into an (n, dim) float32 .npy array, in input order."""
+    import numpy as np
+
+    from nlp.errors import InvalidInputError
+
+    if kind not in ("passage", "query"):
+        raise InvalidInputError(f"unknown --kind {kind!r}; use passage or query")
+    items = _read_texts(texts, input_file)
+    embedder = load_embedder(model, device)
+    vectors = embedder.embed_queries(items) if kind == "query" else embedder.embed_passages(items)
+    np.save(out, np.asarray(vectors, dtype=np.float32), allow_pickle=False)
+    typer.echo(f"wrote {out}: {vectors.shape[0]} x {vectors.shape[1]} ({embedder.name})", err=True)
+
+
+@app.command()
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to index.")],
+    index_dir: Annotated[Path, typer.Option("--index", help="Index folder.")],
+    model: Annotated[str | None, typer.Option(help="Embedding model name or path.")] = None,
+    topic_model: Annotated[str | None, typer.Option(help="Topic model folder.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
+    prune: Annotated[bool, typer.Option(help="Drop documents whose files are gone.")] = False,
+    dense: Annotated[str, typer.Option(help="auto, flat, hnsw or ivf.")] = "auto",
+    workers: Annotated[int, typer.Option(help="Segmentation processes (0 = all cores).")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Index documents incrementally: unchanged files are skipped, changed ones replaced."""
+    from tqdm import tqdm
+
+    from index.indexer import index_paths
+    from index.store import read_manifest
+
+    manifest = read_manifest(index_dir)
+    embedder = load_embedder(model or (manifest.model.name if manifest else None), device)
+    classifier = load_classifier(topic_model)
+    bar = tqdm(total=0, unit="file", disable=as_json or not sys.stderr.isatty(), file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    report = index_paths(
+        paths,
+        index_dir,
+        embedder,
+        classifier,
+        prune=prune,
+        dense_kind=dense,
+        segment_workers=workers,
+        progress=progress,
+    )
+    bar.close()
+    summary = {
+        "files_indexed": report.files_indexed,
+        "files_skipped": report.files_skipped,
+        "files_failed": [{"path": f.path, "error": f.error} for f in report.files_failed],
+        "files_pruned": report.files_pruned,
+        "passages": report.passages,
+        "passages_embedded": report.passages_embedded,
+        "seconds": round(report.seconds, 2),
+    }
+    if as_json:
+        _emit(summary)
+    else:
+        for failure in report.files_failed:
+            typer.echo(f"skipped {failure.path}: {failure.error}", err=True)
+        typer.echo(
+            f"{index_dir}: {report.files_indexed} files indexed, {report.files_skipped} unchanged, "
+            f"{len(report.files_failed)} failed; {report.passages} passages "
+            f"({report.passages_embedded} embedded) in {report.seconds:.1f} s"
+        )
+    if report.files_failed and not (report.files_indexed or report.files_skipped):
+        raise typer.Exit(1)
+
+
+def _print_result(result: dict, as_json: bool) -> None:
+    if as_json:
+        _emit(result)
+        return
+    typer.echo(f"{result['total']} matches for {result['query']!r} ({result['mode']})")
+    for hit in result["hits"]:
+        topic = f" [{hit['topic']}]" if hit["topic"] else ""
+        typer.echo(f"{hit['rank']:>3}. {hit['title']} — {hit['section']}{topic}")
+        typer.echo(f"     {hit['doc']}#{hit['paragraph']}  score {hit['score']:.4f}")
+        snippet = hit["highlight"].replace("<mark>", "\033[1m").replace("</mark>", "\033[0m")
+        typer.echo(f"     {snippet}")
+
+
+@app.command()
+def search(
+    query: Annotated[str | None, typer.Argument(help="What to look for.")] = None,
+    index_dir: Annotated[Path, typer.Option("--index", help="Index folder.")] = Path("index"),
+    k: Annotated[int, typer.Option("-k", help="Hits to return (1..100).")] = 10,
+    offset: Annotated[int, typer.Option(help="Hits to skip.")] = 0,
+    mode: Annotated[str, typer.Option(help="hybrid, dense or lexical.")] = "hybrid",
+    topic: Annotated[str | None, typer.Option(help="Only this topic.")] = None,
+    doc: Annotated[str | None, typer.Option(help="Only documents matching this glob.")] = None,
+    section: Annotated[str | None, typer.Option(help="Only sections containing this.")] = None,
+    queries: Annotated[Path | None, typer.Option(help="Many queries: text or JSON Lines.")] = None,
+    model: Annotated[str | None, typer.Option(help="Embedding model (must match).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Search the index by meaning and exact terms (with or without diacritics)."""
+    from index.search import validate_options
+
+    validate_options(mode, k, offset, topic)
+    items = _read_texts([query] if query is not None else None, queries, field="query")
+    searcher = open_searcher(index_dir, model, device)
+    for result in searcher.batch_search(items, k, offset, mode, topic, doc, section):
+        _print_result(result.to_json(), as_json)
+
+
+@eval_app.command("search")
+def eval_search(
+    queries: Annotated[Path, typer.Option(help="Query set (JSON Lines).")] = Path(
+        "eval/queries/corpus.jsonl"
+    ),
+    index_dir: Annotated[Path, typer.Option("--index", help="Index folder.")] = Path("index"),
+    k: Annotated[int, typer.Option("-k", help="Cut-off for nDCG and MRR.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Measure nDCG@k, MRR@k and Recall@k of the three search modes on a query set."""
+    from eval.search import evaluate_search, load_queries
+
+    report = evaluate_search(open_searcher(index_dir), load_queries(queries), k=k)
+    if as_json:
+        _emit({key: value for key, value in report.items() if key != "per_query"})
+        return
+    names = list(next(iter(report["modes"].values())).keys())
+    typer.echo(
+        f"{report['queries']} queries ({len(report['skipped'])} without judged passages "
+        f"in this index)"
+    )
+    typer.echo("mode      " + "".join(f"{n:>11}" for n in names))
+    for mode, metrics in report["modes"].items():
+        typer.echo(f"{mode:<10}" + "".join(f"{metrics[n]:>11.3f}" for n in names))
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning vnsearch errors into a message and exit code 2."""
+    try:
+        app()
+    except VnsearchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

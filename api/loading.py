@@ -1,0 +1,40 @@
+"""Load the models and index the CLI and the service need, once, with clear errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DEFAULT_MODEL_NAME = "intfloat/multilingual-e5-small"
+
+
+def load_embedder(model: str | None = None, device: str | None = None):  # noqa: ANN201
+    """Return an Embedder for `model` (None or the default name: the bundled e5-small)."""
+    from models.embedder import Embedder
+
+    return Embedder(None if model in (None, DEFAULT_MODEL_NAME) else model, device=device)
+
+
+def load_classifier(model_dir: str | None = None):  # noqa: ANN201
+    """Return the topic classifier in `model_dir`, or the one shipped with vnsearch."""
+    from models.topics import TopicClassifier
+
+    return TopicClassifier.load(model_dir) if model_dir else TopicClassifier.load_default()
+
+
+def open_searcher(index: str | Path, model: str | None = None, device: str | None = None):  # noqa: ANN201
+    """Open the index with the embedding model it was built with (or `model`, checked)."""
+    from index.search import Searcher
+    from index.store import read_manifest
+    from nlp.errors import IndexError_
+
+    manifest = read_manifest(index)
+    if manifest is None:
+        raise IndexError_(
+            f"no index at {index}; create one with: vnsearch index PATH... --index {index}"
+        )
+    return Searcher(index, load_embedder(model or manifest.model.name, device))

@@ -1,0 +1,1 @@
+"""Measure the classifier and the search on labelled data; benchmarks live beside."""

@@ -1,0 +1,262 @@
+"""Measure the topic classifier: metrics, cross-validation grouped by document, confusion plots."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.topics import TOPICS, LabelledExample, TopicClassifier, TopicPrediction
+from nlp.errors import InvalidInputError
+
+
+def classification_metrics(
+    true: Sequence[str],
+    predicted: Sequence[str],
+    scores: Sequence[dict[str, float]] | None = None,
+    labels: Sequence[str] = TOPICS,
+) -> dict[str, Any]:
+    """Return accuracy, macro-F1, per-class scores and the confusion matrix.
+
+    Args:
+        true: Gold labels.
+        predicted: Predicted labels, in the same order.
+        scores: Predicted probabilities per label, to add the log-loss.
+        labels: Label order of the per-class table and the confusion matrix.
+
+    Returns:
+        `{"n", "accuracy", "macro_f1", "per_class": {label: {"precision", "recall", "f1",
+        "support"}}, "confusion": {"labels", "matrix"}}` (rows are gold labels, columns
+        predictions) and `"log_loss"` when scores are given.
+
+    Raises:
+        InvalidInputError: The sequences differ in length or are empty.
+    """
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        log_loss,
+        precision_recall_fscore_support,
+    )
+
+    if len(true) != len(predicted) or not true:
+        raise InvalidInputError(
+            f"need as many predictions as gold labels, and at least one: got {len(true)} gold "
+            f"and {len(predicted)} predicted"
+        )
+    labels = list(labels)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        true, predicted, labels=labels, zero_division=0
+    )
+    result: dict[str, Any] = {
+        "n": len(true),
+        "accuracy": float(accuracy_score(true, predicted)),
+        "macro_f1": float(
+            f1_score(true, predicted, labels=labels, average="macro", zero_division=0)
+        ),
+        "per_class": {
+            label: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, label in enumerate(labels)
+        },
+        "confusion": {
+            "labels": labels,
+            "matrix": confusion_matrix(true, predicted, labels=labels).tolist(),
+        },
+    }
+    if scores is not None:
+        probabilities = np.array([[row[label] for label in labels] for row in scores])
+        result["log_loss"] = float(log_loss(true, probabilities, labels=labels))
+    return result
+
+
+def evaluate(
+    classifier: TopicClassifier,
+    examples: Sequence[LabelledExample],
+    tokens: Sequence[Sequence[str]] | None = None,
+    use_sections: bool = True,
+) -> dict[str, Any]:
+    """Score a classifier on labelled examples.
+
+    Args:
+        classifier: The classifier to measure; it must not have been trained on `examples`.
+        examples: Labelled paragraphs.
+        tokens: Their segmentation when already known.
+        use_sections: Pass the examples' section headings to the classifier.
+
+    Returns:
+        The dict of `classification_metrics`, with `log_loss`.
+    """
+    predictions = _predict(classifier, examples, tokens, use_sections)
+    return classification_metrics(
+        [example.label for example in examples],
+        [prediction.topic for prediction in predictions],
+        [prediction.scores for prediction in predictions],
+    )
+
+
+def _predict(
+    classifier: TopicClassifier,
+    examples: Sequence[LabelledExample],
+    tokens: Sequence[Sequence[str]] | None,
+    use_sections: bool,
+) -> list[TopicPrediction]:
+    sections = [example.section if use_sections else "" for example in examples]
+    return classifier.predict([example.text for example in examples], tokens, sections)
+
+
+def document_folds(
+    examples: Sequence[LabelledExample], folds: int = 5, seed: int = 0
+) -> list[tuple[list[int], list[int]]]:
+    """Split example indices into folds so that no document is on both sides.
+
+    Args:
+        examples: Labelled paragraphs; `group` is the document.
+        folds: Number of folds.
+        seed: Seed of the shuffle.
+
+    Returns:
+        (train indices, test indices) per fold, stratified by label as far as groups allow.
+
+    Raises:
+        InvalidInputError: There are fewer documents than folds.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    groups = [example.group for example in examples]
+    if folds < 2 or len(set(groups)) < folds:
+        raise InvalidInputError(
+            f"{len(set(groups))} documents cannot fill {folds} folds; use 2 <= folds <= documents"
+        )
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    labels = [example.label for example in examples]
+    return [
+        (train.tolist(), test.tolist())
+        for train, test in splitter.split(np.zeros(len(examples)), labels, groups)
+    ]
+
+
+def grouped_cross_validation(
+    examples: Sequence[LabelledExample],
+    folds: int = 5,
+    seed: int = 0,
+    *,
+    tokens: Sequence[Sequence[str]] | None = None,
+    workers: int = 1,
+    use_sections: bool = True,
+    train_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Cross-validate `train_classifier` with whole documents held out.
+
+    Each fold trains on the other folds' documents and predicts its own; the held-out
+    predictions of all folds are pooled and scored once.
+
+    Args:
+        examples: Labelled paragraphs; `group` is the document and `source` tags their origin.
+        folds: Number of folds.
+        seed: Seed of the fold assignment.
+        tokens: The examples' segmentation when already known (segmented once otherwise).
+        workers: Processes for segmentation (0: every core).
+        use_sections: Pass section headings to the classifier when predicting.
+        train_options: Keyword arguments for `train_classifier` (`c`, `features` ...).
+
+    Returns:
+        The dict of `classification_metrics` over all held-out predictions, plus
+        `"per_fold_macro_f1"`, `"folds"` (each fold's train and test documents and sizes),
+        `"by_source"` (the same metrics on the rows of each `source`), and `"predictions"`
+        (the held-out label of each example, in order).
+    """
+    from models.topics import train_classifier
+
+    if tokens is None:
+        from nlp.segment import segment_texts
+
+        tokens = segment_texts([example.text for example in examples], workers=workers)
+    true = [example.label for example in examples]
+    predicted: list[str] = [""] * len(examples)
+    scores: list[dict[str, float]] = [{}] * len(examples)
+    fold_reports = []
+    for train, test in document_folds(examples, folds, seed):
+        classifier = train_classifier(
+            [examples[i] for i in train],
+            tokens=[tokens[i] for i in train],
+            seed=seed,
+            **(train_options or {}),
+        )
+        test_examples = [examples[i] for i in test]
+        predictions = _predict(classifier, test_examples, [tokens[i] for i in test], use_sections)
+        for index, prediction in zip(test, predictions, strict=True):
+            predicted[index] = prediction.topic
+            scores[index] = prediction.scores
+        fold_metrics = classification_metrics([true[i] for i in test], [predicted[i] for i in test])
+        fold_reports.append(
+            {
+                "train_groups": sorted({examples[i].group for i in train}),
+                "test_groups": sorted({examples[i].group for i in test}),
+                "n_train": len(train),
+                "n_test": len(test),
+                "macro_f1": fold_metrics["macro_f1"],
+            }
+        )
+    result = classification_metrics(true, predicted, scores)
+    result["per_fold_macro_f1"] = [fold["macro_f1"] for fold in fold_reports]
+    result["folds"] = fold_reports
+    result["by_source"] = {}
+    for source in sorted({example.source for example in examples}):
+        rows = [i for i, example in enumerate(examples) if example.source == source]
+        result["by_source"][source] = classification_metrics(
+            [true[i] for i in rows], [predicted[i] for i in rows], [scores[i] for i in rows]
+        )
+    result["predictions"] = predicted
+    return result
+
+
+def plot_confusion(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Draw the confusion matrix of a metrics dict as a PNG.
+
+    Cells show counts; colours show the share of each gold label's row.
+
+    Args:
+        result: A dict from `classification_metrics`, `evaluate` or `grouped_cross_validation`.
+        path: The PNG file to write.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = result["confusion"]["labels"]
+    matrix = np.array(result["confusion"]["matrix"], dtype=float)
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1.0)
+    figure, axes = plt.subplots(figsize=(7.5, 6.5))
+    image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    axes.set_xticks(range(len(labels)), labels, rotation=35, ha="right")
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("gold")
+    axes.set_title(
+        f"n={result['n']}  accuracy={result['accuracy']:.3f}  macro-F1={result['macro_f1']:.3f}"
+    )
+    for row in range(len(labels)):
+        for column in range(len(labels)):
+            axes.text(
+                column,
+                row,
+                f"{int(matrix[row, column])}",
+                ha="center",
+                va="center",
+                color="white" if shares[row, column] > 0.5 else "black",
+            )
+    figure.colorbar(image, ax=axes, fraction=0.046, label="share of gold row")
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
