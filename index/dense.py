@@ -51,7 +51,7 @@ def build_dense(vectors: np.ndarray, ids: np.ndarray, kind: str = "flat"):  # no
         quantizer = faiss.IndexFlatIP(dim)
         inner = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         inner.train(vectors[np.random.default_rng(0).permutation(len(vectors))[: nlist * 64]])
-        inner.nprobe = max(1, nlist // 16)
+        inner.nprobe = max(8, nlist // 8)
     else:
         inner = faiss.IndexFlatIP(dim)
     index = faiss.IndexIDMap2(inner)

@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from index.dense import build_dense, resolve_kind, search_dense
+from nlp.errors import InvalidInputError
+
+
+def _vectors(n, dim=384, seed=0):
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _brute_force(vectors, ids, queries, k, allowed=None):
+    scores = queries @ vectors.T
+    if allowed is not None:
+        scores[:, ~np.isin(ids, allowed)] = -np.inf
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, axis=1), ids[order]
+
+
+def test_flat_index_equals_numpy_brute_force():
+    vectors, queries = _vectors(2000), _vectors(20, seed=1)
+    ids = np.arange(10, 2010, dtype=np.int64)
+    index = build_dense(vectors, ids, "flat")
+    scores, found = search_dense(index, queries, 10)
+    ref_scores, ref_ids = _brute_force(vectors, ids, queries, 10)
+    np.testing.assert_array_equal(found, ref_ids)
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-5)
+
+
+def test_filtered_flat_search_equals_brute_force():
+    vectors, queries = _vectors(500), _vectors(5, seed=2)
+    ids = np.arange(500, dtype=np.int64)
+    allowed = ids[::7]
+    index = build_dense(vectors, ids, "flat")
+    _, found = search_dense(index, queries, 5, allowed)
+    _, ref_ids = _brute_force(vectors, ids, queries, 5, allowed)
+    np.testing.assert_array_equal(found, ref_ids)
+
+
+def _clustered(n, seed):
+    # Embeddings of real text cluster by topic; uniform random vectors would not.
+    rng = np.random.default_rng(seed)
+    centres = _vectors(40, seed=seed)[rng.integers(0, 40, n)]
+    v = centres + 0.08 * rng.standard_normal(centres.shape).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_indexes_find_most_exact_neighbours(kind):
+    vectors, queries = _clustered(3000, 3), _clustered(30, 3)
+    ids = np.arange(3000, dtype=np.int64)
+    _, exact = _brute_force(vectors, ids, queries, 10)
+    _, found = search_dense(build_dense(vectors, ids, kind), queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact, strict=True)])
+    assert recall >= 0.8
+
+
+def test_auto_kind_switches_with_size_and_rejects_unknown():
+    assert resolve_kind("auto", 1000) == "flat"
+    assert resolve_kind("auto", 10**6) == "hnsw"
+    with pytest.raises(InvalidInputError, match="flat"):
+        resolve_kind("annoy", 10)
+
+
+def test_k_larger_than_collection_is_clamped():
+    vectors = _vectors(3)
+    index = build_dense(vectors, np.arange(3), "flat")
+    scores, ids = search_dense(index, vectors[:1], 50)
+    assert ids.shape == (1, 3) and ids[0, 0] == 0

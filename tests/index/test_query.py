@@ -1,0 +1,36 @@
+from index.fusion import reciprocal_rank_fusion
+from index.query import DiacriticRestorer
+from index.search import highlight
+from nlp.paragraphs import split_passages
+from nlp.reader import read_document
+from nlp.segment import lexical_terms, query_terms, segment_texts
+
+
+def test_restorer_learns_accents_from_real_passages(report_path):
+    passages = split_passages(read_document(report_path))
+    restorer = DiacriticRestorer.build(segment_texts([p.text for p in passages[8:14]]))
+    assert restorer.restore("ky luat dang vien") == "kỷ luật đảng viên"
+    assert restorer.restore("to chuc dang xyzzy") == "tổ chức đảng xyzzy"
+
+
+def test_folded_query_terms_meet_passage_terms(report_path):
+    passages = split_passages(read_document(report_path))
+    [tokens] = segment_texts([p.text for p in passages if "151 đảng viên" in p.text])
+    terms = set(lexical_terms(tokens))
+    assert {"kỷ_luật", "đảng_viên"} <= set(query_terms("kỷ luật đảng viên")) <= terms
+    assert {"ky_luat", "dang_vien", "ky", "luat"} <= set(query_terms("ky luat dang vien"))
+    assert {"ky_luat", "dang_vien"} <= terms
+
+
+def test_rrf_orders_by_weighted_reciprocal_rank():
+    fused = reciprocal_rank_fusion([[1, 2, 3], [3, 1]], [1.0, 0.5], rrf_k=1)
+    assert [rowid for rowid, _ in fused] == [1, 3, 2]
+    assert fused[0][1] == 1 / 2 + 0.5 / 3
+
+
+def test_highlight_marks_accent_folded_matches_and_escapes(report_path):
+    text = "thi hành kỷ luật 151 đảng viên <b> (khiển trách 117 đảng viên)"
+    marked = highlight(text, "ky luat dang vien")
+    assert "<mark>kỷ</mark> <mark>luật</mark>" in marked
+    assert "&lt;b&gt;" in marked
+    assert "<mark>luật</mark>" not in highlight(text, "lực lượng")
