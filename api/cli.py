@@ -207,6 +207,140 @@ def search(
         _print_result(result.to_json(), as_json)
 
 
+@app.command()
+def passages(
+    index_dir: Annotated[Path, typer.Option("--index", help="Index folder.")] = Path("index"),
+    topic: Annotated[str | None, typer.Option(help="Only this topic.")] = None,
+    doc: Annotated[str | None, typer.Option(help="Only documents matching this glob.")] = None,
+    section: Annotated[str | None, typer.Option(help="Only sections containing this.")] = None,
+    limit: Annotated[int, typer.Option(help="Passages to list (1..100).")] = 20,
+    offset: Annotated[int, typer.Option(help="Passages to skip.")] = 0,
+    facets: Annotated[bool, typer.Option(help="Per-document topic counts instead.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines.")] = False,
+) -> None:
+    """List topic-tagged passages with their document and section, or per-document facets."""
+    from index.search import Searcher
+
+    searcher = Searcher(index_dir, None)
+    if facets:
+        for document in searcher.documents():
+            record = vars(document)
+            if as_json:
+                _emit(record)
+            else:
+                counts = ", ".join(f"{t} {n}" for t, n in sorted(document.topics.items()))
+                typer.echo(f"{document.path} ({document.passages} passages): {counts}")
+        return
+    total, page = searcher.list_passages(topic, doc, section, limit, offset)
+    if not as_json:
+        typer.echo(f"{total} passages")
+    for record in page:
+        if as_json:
+            _emit(vars(record))
+        else:
+            typer.echo(f"[{record.topic}] {record.doc}#{record.paragraph} — {record.section}")
+            typer.echo(f"     {record.text[:300]}")
+
+
+@app.command()
+def classify(
+    texts: Annotated[list[str] | None, typer.Argument(help="Paragraphs to classify.")] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", help="JSON Lines with `text`.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Topic model folder.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines.")] = False,
+) -> None:
+    """Tag paragraphs with a topic and the score of every topic."""
+    items = _read_texts(texts, input_file)
+    for prediction in load_classifier(model).predict(items):
+        if as_json:
+            _emit({"topic": prediction.topic, "scores": prediction.scores})
+        else:
+            typer.echo(f"{prediction.topic}\t{prediction.scores[prediction.topic]:.3f}")
+
+
+def _examples(data: list[Path] | None) -> list:
+    from models.topics import default_training_examples, load_labelled
+
+    if not data:
+        return default_training_examples()
+    return [example for path in data for example in load_labelled(path)]
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="Folder to write the model to.")],
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Labelled JSON Lines (text, label[, file, section]); repeatable. "
+            "Default: the shared dev labels, the sample report and models/topic_labels."
+        ),
+    ] = None,
+) -> None:
+    """Train a topic classifier and save it (no pickle) for `--model DIR`."""
+    from models.topics import train_classifier
+
+    examples = _examples(data)
+    train_classifier(examples).save(out)
+    typer.echo(f"trained on {len(examples)} paragraphs; saved to {out}")
+
+
+@eval_app.command("classify")
+def eval_classify(
+    data: Annotated[
+        list[Path] | None, typer.Option(help="Labelled JSON Lines; repeatable.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Topic model folder to evaluate.")] = None,
+    cv: Annotated[
+        int, typer.Option(help="Instead, grouped cross-validation with this many folds.")
+    ] = 0,
+    plot: Annotated[Path | None, typer.Option(help="Draw the confusion matrix (PNG).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Accuracy, macro-F1, per-class report and confusion matrix of the topic classifier."""
+    from eval.classify import evaluate, grouped_cross_validation, plot_confusion
+
+    examples = _examples(data)
+    if cv:
+        result = grouped_cross_validation(examples, folds=cv)
+    else:
+        result = evaluate(load_classifier(model), examples)
+    if plot is not None:
+        plot_confusion(result, plot)
+    if as_json:
+        _emit(result)
+        return
+    typer.echo(
+        f"n={result['n']} accuracy={result['accuracy']:.3f} macro-F1={result['macro_f1']:.3f}"
+    )
+    for label, row in result["per_class"].items():
+        typer.echo(
+            f"  {label:<18} P={row['precision']:.3f} R={row['recall']:.3f} "
+            f"F1={row['f1']:.3f} n={row['support']}"
+        )
+
+
+@app.command()
+def serve(
+    index_dir: Annotated[Path, typer.Option("--index", help="Index folder.")] = Path("index"),
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    model: Annotated[str | None, typer.Option(help="Embedding model (must match).")] = None,
+    topic_model: Annotated[str | None, typer.Option(help="Topic model folder.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
+) -> None:
+    """Serve the search API and web page."""
+    import uvicorn
+
+    from api.app import create_app
+
+    application = create_app(index_dir, model=model, topic_model=topic_model, device=device)
+    typer.echo(f"vnsearch: serving {index_dir} at http://{host}:{port}/", err=True)
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
 @eval_app.command("search")
 def eval_search(
     queries: Annotated[Path, typer.Option(help="Query set (JSON Lines).")] = Path(
