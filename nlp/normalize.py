@@ -6,7 +6,11 @@ import re
 import unicodedata
 
 # Invisible characters that break matching but carry no meaning in running text.
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+_INVISIBLE: dict[int, str | None] = dict.fromkeys(
+    map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None
+)
+# Look-alikes that real Vietnamese files use for Đ/đ (the Icelandic eth, from legacy fonts).
+_INVISIBLE.update({0x00D0: "Đ", 0x00F0: "đ"})
 # C0/C1 control characters other than newline and tab.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")

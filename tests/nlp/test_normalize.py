@@ -51,3 +51,8 @@ def test_has_diacritics():
 @pytest.mark.parametrize("text", ["", "   ", "\u200b\u200b", "...!?"])
 def test_golden_edge_cases(text):
     assert normalize_text(text) == text.strip(" \u200b")
+
+
+def test_eth_look_alike_becomes_d_with_stroke():
+    assert normalize_text("Ðảng uỷ") == "Đảng uỷ"
+    assert fold_accents(normalize_text("Ðảng")) == "dang"
