@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -117,7 +118,10 @@ def index(
     device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
     prune: Annotated[bool, typer.Option(help="Drop documents whose files are gone.")] = False,
     dense: Annotated[str, typer.Option(help="auto, flat, hnsw or ivf.")] = "auto",
-    workers: Annotated[int, typer.Option(help="Segmentation processes (0 = all cores).")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Processes segmenting while the embedder runs (default: cores - 1)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Index documents incrementally: unchanged files are skipped, changed ones replaced."""
@@ -142,7 +146,7 @@ def index(
         classifier,
         prune=prune,
         dense_kind=dense,
-        segment_workers=workers,
+        segment_workers=max(1, (os.cpu_count() or 2) - 1) if workers is None else workers,
         progress=progress,
     )
     bar.close()

@@ -30,7 +30,7 @@ from index.store import (
 from nlp.errors import DocumentReadError
 from nlp.paragraphs import Passage, split_passages
 from nlp.reader import ManifestTitles, ReadFailure, iter_files, read_document
-from nlp.segment import lexical_terms, segment_texts
+from nlp.segment import BackgroundSegmenter, lexical_terms
 
 EMBED_BATCH_PASSAGES = 256
 
@@ -127,7 +127,8 @@ def index_paths(
         classifier: Tags every passage with a topic when given.
         prune: Drop documents whose files no longer exist.
         dense_kind: "auto", "flat", "hnsw" or "ivf".
-        segment_workers: Processes for word segmentation (0 = every core).
+        segment_workers: Processes that segment words while the embedder runs (0: segment
+            in this process, between embedding batches).
         progress: Called with (files done, files total).
 
     Returns:
@@ -148,7 +149,8 @@ def index_paths(
         number, tmp = new_generation(root, manifest)
         conn = connect(tmp / "passages.db")
         try:
-            _apply_files(conn, files, embedder, classifier, report, segment_workers, progress)
+            with BackgroundSegmenter(segment_workers) as segmenter:
+                _apply_files(conn, files, embedder, classifier, report, segmenter, progress)
             if prune:
                 report.files_pruned = _prune(conn)
             conn.commit()
@@ -178,7 +180,7 @@ def _apply_files(
     embedder: PassageEmbedder,
     classifier: PassageClassifier | None,
     report: IndexReport,
-    segment_workers: int,
+    segmenter: BackgroundSegmenter,
     progress: Callable[[int, int], None] | None,
 ) -> None:
     titles = ManifestTitles()
@@ -205,7 +207,7 @@ def _apply_files(
         except OSError as exc:
             report.files_failed.append(ReadFailure(path=str(path), error=str(exc.strerror)))
         if pending_passages >= EMBED_BATCH_PASSAGES or (done == len(files) and pending):
-            _store_documents(conn, pending, embedder, classifier, report, segment_workers)
+            _store_documents(conn, pending, embedder, classifier, report, segmenter)
             pending, pending_passages = [], 0
         if progress is not None:
             progress(done, len(files))
@@ -217,16 +219,17 @@ def _store_documents(
     embedder: PassageEmbedder,
     classifier: PassageClassifier | None,
     report: IndexReport,
-    segment_workers: int,
+    segmenter: BackgroundSegmenter,
 ) -> None:
     passages = [p for doc in pending for p in doc.passages]
     ids = [i for doc in pending for i in doc.ids]
     texts = [p.text for p in passages]
-    tokens = segment_texts(texts, workers=segment_workers)
+    tokens_ready = segmenter.submit(texts)  # segmentation overlaps with embedding below
     known = _stored_vectors(conn, ids, embedder.dim)
     missing = [i for i, pid in enumerate(ids) if pid not in known]
     fresh = embedder.embed_passages([texts[i] for i in missing]) if missing else None
     report.passages_embedded += len(missing)
+    tokens = tokens_ready()
     vectors = [known.get(pid) for pid in ids]
     for j, i in enumerate(missing):
         vectors[i] = fresh[j]

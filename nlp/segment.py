@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import cache
 
@@ -57,6 +57,47 @@ def segment_texts(texts: Sequence[str], workers: int = 1) -> list[list[str]]:
     chunks = [texts[i : i + size] for i in range(0, len(texts), size)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         return [tokens for chunk in pool.map(_segment_chunk, chunks) for tokens in chunk]
+
+
+class BackgroundSegmenter:
+    """Segments batches in worker processes so that the caller can embed meanwhile.
+
+    `submit(texts)` returns at once; the returned function blocks until the tokens are ready.
+    With `workers=0` nothing runs in the background: the function segments when called.
+    """
+
+    def __init__(self, workers: int = 1) -> None:
+        """Start `workers` processes (forkserver: safe beside a loaded torch)."""
+        self.workers = workers
+        self._pool = None
+        if workers > 0:
+            import multiprocessing
+
+            context = multiprocessing.get_context("forkserver")
+            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+    def submit(self, texts: Sequence[str]) -> Callable[[], list[list[str]]]:
+        """Start segmenting `texts`; call the result to get one token list per text."""
+        if self._pool is None:
+            return lambda: _segment_chunk(texts)
+        size = max(1, -(-len(texts) // self.workers))
+        futures = [
+            self._pool.submit(_segment_chunk, texts[i : i + size])
+            for i in range(0, len(texts), size)
+        ]
+        return lambda: [tokens for future in futures for tokens in future.result()]
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> BackgroundSegmenter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def joined(tokens: Sequence[str]) -> str:

@@ -28,3 +28,47 @@ def corpus_dir() -> Path:
 @pytest.fixture(scope="session")
 def report_path(corpus_dir: Path) -> Path:
     return REPORT
+
+
+LAW = CORPUS / "laws" / "Luat-Phong-chong-tham-nhung-322049.txt"
+LAW_LINES = 60  # the law's first chapters keep the fixture index small and fast
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from api.loading import load_embedder
+
+    return load_embedder()
+
+
+@pytest.fixture(scope="session")
+def classifier():
+    from api.loading import load_classifier
+
+    return load_classifier()
+
+
+@pytest.fixture(scope="session")
+def fixture_docs(tmp_path_factory, corpus_dir) -> Path:
+    """A folder with the sample report and the opening chapters of the anti-corruption law."""
+    folder = tmp_path_factory.mktemp("docs")
+    (folder / REPORT.name).write_bytes(REPORT.read_bytes())
+    law = LAW.read_text(encoding="utf-8").splitlines()[:LAW_LINES]
+    (folder / LAW.name).write_text("\n".join(law) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_index(tmp_path_factory, fixture_docs, embedder, classifier) -> Path:
+    from index.indexer import index_paths
+
+    root = tmp_path_factory.mktemp("index") / "idx"
+    index_paths([fixture_docs], root, embedder, classifier)
+    return root
+
+
+@pytest.fixture(scope="session")
+def searcher(small_index, embedder):
+    from index.search import Searcher
+
+    return Searcher(small_index, embedder)

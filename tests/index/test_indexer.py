@@ -1,0 +1,95 @@
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from index.indexer import index_paths
+from index.search import Searcher
+from index.store import read_manifest
+
+
+@pytest.fixture()
+def docs(tmp_path, fixture_docs):
+    folder = tmp_path / "docs"
+    shutil.copytree(fixture_docs, folder)
+    return folder
+
+
+def test_unchanged_files_are_not_re_embedded(tmp_path, docs, embedder):
+    root = tmp_path / "idx"
+    first = index_paths([docs], root, embedder)
+    assert first.files_indexed == 2 and first.passages_embedded == first.passages > 0
+    again = index_paths([docs], root, embedder)
+    assert (again.files_indexed, again.files_skipped, again.passages_embedded) == (0, 2, 0)
+    assert again.passages == first.passages
+
+
+def test_a_changed_file_re_embeds_only_its_changed_paragraph(tmp_path, docs, embedder):
+    root = tmp_path / "idx"
+    index_paths([docs], root, embedder)
+    searcher = Searcher(root, embedder)
+    before = {p.passage_id for p in searcher.list_passages(limit=100, doc="*hai-duong*")[1]}
+    report = next(docs.glob("hai-duong*"))
+    text = report.read_text(encoding="utf-8")
+    report.write_text(text.replace("thi hành kỷ luật 151", "thi hành kỷ luật 152"), "utf-8")
+    changed = index_paths([docs], root, embedder)
+    assert (changed.files_indexed, changed.files_skipped, changed.passages_embedded) == (1, 1, 1)
+    searcher.reload_if_changed()
+    after = {p.passage_id for p in searcher.list_passages(limit=100, doc="*hai-duong*")[1]}
+    assert len(before - after) == 1 and len(after - before) == 1
+    assert "152 đảng viên" in searcher.search("kỷ luật đảng viên", k=1).hits[0].text
+
+
+def test_prune_drops_files_that_are_gone(tmp_path, docs, embedder):
+    root = tmp_path / "idx"
+    index_paths([docs], root, embedder)
+    law = next(docs.glob("Luat-*"))
+    law.unlink()
+    kept = index_paths([docs], root, embedder)
+    assert read_manifest(root).documents == 2 and kept.files_pruned == 0
+    pruned = index_paths([docs], root, embedder, prune=True)
+    assert pruned.files_pruned == 1 and read_manifest(root).documents == 1
+
+
+def test_bad_files_are_reported_and_the_rest_indexed(tmp_path, docs, embedder):
+    (docs / "empty.txt").write_bytes(b"")
+    (docs / "scan.pdf").write_bytes(b"%PDF-1.4 truncated")
+    report = index_paths([docs], tmp_path / "idx", embedder)
+    assert sorted(f.path.rsplit("/", 1)[-1] for f in report.files_failed) == [
+        "empty.txt",
+        "scan.pdf",
+    ]
+    assert report.files_indexed == 2
+
+
+def test_killing_the_indexer_mid_write_keeps_the_old_index(tmp_path, docs, embedder):
+    root = tmp_path / "idx"
+    index_paths([next(docs.glob("hai-duong*"))], root, embedder)
+    old = Searcher(root, embedder).search("kỷ luật đảng viên", k=3).to_json()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    command = [sys.executable, "-m", "api.cli", "index", str(docs), "--index", str(root)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not list(root.glob("gen-*.tmp")) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    _, stderr = process.communicate()
+    assert list(root.glob("gen-*.tmp")), f"the indexer ended before the kill: {stderr.decode()}"
+    assert read_manifest(root).generation == 1
+    assert Searcher(root, embedder).search("kỷ luật đảng viên", k=3).to_json() == old
+    rerun = index_paths([docs], root, embedder)
+    assert rerun.files_indexed == 1 and rerun.files_skipped == 1
+    assert not list(root.glob("gen-*.tmp"))
+
+
+def test_second_writer_is_refused(tmp_path, docs, embedder):
+    from index.store import writer_lock
+    from nlp.errors import IndexError_
+
+    root = tmp_path / "idx"
+    with writer_lock(root), pytest.raises(IndexError_, match="another vnsearch"):
+        index_paths([docs], root, embedder)

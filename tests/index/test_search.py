@@ -1,0 +1,99 @@
+import pytest
+
+from nlp.errors import IndexError_, InvalidInputError
+
+DISCIPLINE = "thi hành kỷ luật 151 đảng viên"
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "lexical", "dense"])
+def test_discipline_query_finds_the_151_paragraph_in_top_3(searcher, mode):
+    result = searcher.search("kỷ luật đảng viên", k=3, mode=mode)
+    assert any(DISCIPLINE in hit.text for hit in result.hits)
+
+
+def test_query_without_diacritics_gives_the_same_top_hit(searcher):
+    accented = searcher.search("kỷ luật đảng viên", k=3)
+    folded = searcher.search("ky luat dang vien", k=3)
+    assert folded.hits[0].passage_id == accented.hits[0].passage_id
+    assert DISCIPLINE in folded.hits[0].text
+    assert "<mark>" in folded.hits[0].highlight
+
+
+def test_hits_carry_the_cli_contract_fields(searcher):
+    result = searcher.search("phòng, chống tham nhũng", k=5).to_json()
+    assert set(result) == {"query", "mode", "total", "hits"}
+    hit = result["hits"][0]
+    assert set(hit) >= {
+        "rank",
+        "score",
+        "passage_id",
+        "doc",
+        "title",
+        "section",
+        "text",
+        "highlight",
+        "topic",
+        "topic_scores",
+    }
+    assert [h["rank"] for h in result["hits"]] == [1, 2, 3, 4, 5]
+
+
+def test_paging_continues_where_the_first_page_ends(searcher):
+    first = searcher.search("tham nhũng", k=4)
+    second = searcher.search("tham nhũng", k=4, offset=4)
+    assert [h.rank for h in second.hits] == [5, 6, 7, 8]
+    assert not {h.passage_id for h in first.hits} & {h.passage_id for h in second.hits}
+
+
+def test_filters_by_document_section_and_topic(searcher):
+    by_doc = searcher.search("tham nhũng", k=10, doc="*Luat-*")
+    assert by_doc.hits and all("Luat-" in h.doc for h in by_doc.hits)
+    by_section = searcher.search("đảng viên", k=10, section="kiem tra, giam sat")
+    assert by_section.hits and all("kiểm tra, giám sát" in h.section for h in by_section.hits)
+    by_topic = searcher.search("đảng viên", k=10, topic="inspection")
+    assert all(h.topic == "inspection" for h in by_topic.hits)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"query": ""}, "empty"),
+        ({"query": "   \u200b "}, "empty"),
+        ({"query": "x" * 5000}, "limit"),
+        ({"query": "a", "k": 0}, "between 1"),
+        ({"query": "a", "k": 10**6}, "between 1"),
+        ({"query": "a", "offset": -1}, "offset"),
+        ({"query": "a", "mode": "fuzzy"}, "hybrid"),
+        ({"query": "a", "topic": "sports"}, "inspection"),
+    ],
+)
+def test_bad_queries_are_refused_with_the_fix(searcher, kwargs, message):
+    with pytest.raises(InvalidInputError, match=message):
+        searcher.search(**kwargs)
+
+
+def test_browsing_passages_documents_and_neighbours(searcher):
+    total, page = searcher.list_passages(limit=5)
+    assert total == searcher.manifest.passages and len(page) == 5
+    passage, around = searcher.get_passage(page[2].passage_id, context=1)
+    assert [p.paragraph for p in around] == [2, 3, 4] and passage.paragraph == 3
+    docs = searcher.documents()
+    assert len(docs) == 2 and sum(d.passages for d in docs) == total
+    assert searcher.get_passage("no-such-id") is None
+
+
+def test_index_refuses_another_model(small_index, embedder):
+    from index.search import Searcher
+
+    class OtherModel:
+        name, dim, fingerprint = "other/model", embedder.dim, "0000"
+
+    with pytest.raises(IndexError_, match="rebuild"):
+        Searcher(small_index, OtherModel())
+
+
+def test_missing_index_names_the_command(tmp_path, embedder):
+    from index.search import Searcher
+
+    with pytest.raises(IndexError_, match="vnsearch index"):
+        Searcher(tmp_path / "nothing", embedder)
