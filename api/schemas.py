@@ -1,0 +1,176 @@
+"""Pydantic schemas of the HTTP API: what each endpoint accepts and returns (and /docs shows)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+MAX_CLASSIFY_TEXTS = 64
+MAX_CLASSIFY_CHARS = 10_000
+
+
+class ModelInfoOut(BaseModel):
+    """The embedding model an index was built with."""
+
+    name: str
+    dim: int
+    fingerprint: str
+
+
+class HitOut(BaseModel):
+    """One search result; `highlight` is HTML-escaped text with <mark> around query words."""
+
+    rank: int
+    score: float
+    passage_id: str
+    doc: str = Field(description="Path of the document the passage comes from.")
+    title: str
+    section: str = Field(description="Section headings above the passage, joined by ' > '.")
+    paragraph: int = Field(description="Position of the passage in its document (from 1).")
+    text: str
+    highlight: str = Field(description="HTML-escaped snippet with <mark> around matched words.")
+    topic: str | None
+    topic_scores: dict[str, float] | None
+
+
+class SearchOut(BaseModel):
+    """The answer to one query: the same object as `vnsearch search --json`."""
+
+    query: str
+    mode: str
+    total: int = Field(description="Ranked candidates for the query (at most a few hundred).")
+    hits: list[HitOut]
+
+
+class PassageOut(BaseModel):
+    """A stored passage with the document it belongs to."""
+
+    passage_id: str
+    doc_id: int
+    doc: str
+    title: str
+    section: str
+    paragraph: int
+    start: int = Field(description="Character offset of the passage in its document.")
+    end: int
+    text: str
+    topic: str | None
+    topic_scores: dict[str, float] | None
+
+
+class PassageListOut(BaseModel):
+    """A page of passages in document order."""
+
+    total: int
+    limit: int
+    offset: int
+    passages: list[PassageOut]
+
+
+class PassageContextOut(BaseModel):
+    """A passage and the passages around it."""
+
+    passage: PassageOut
+    neighbours: list[PassageOut] = Field(
+        description="The passages around it in document order, the passage itself included."
+    )
+
+
+class DocumentOut(BaseModel):
+    """An indexed document with its passage and per-topic counts."""
+
+    id: int
+    title: str
+    path: str
+    passages: int
+    topics: dict[str, int]
+    sha256: str
+
+
+class DocumentListOut(BaseModel):
+    """Every indexed document."""
+
+    total: int
+    documents: list[DocumentOut]
+
+
+class DocumentDetailOut(BaseModel):
+    """A document and a page of its passages in order."""
+
+    document: DocumentOut
+    total: int
+    limit: int
+    offset: int
+    passages: list[PassageOut]
+
+
+ClassifyText = Annotated[str, StringConstraints(max_length=MAX_CLASSIFY_CHARS)]
+
+
+class ClassifyIn(BaseModel):
+    """Paragraphs to tag with a topic."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    texts: list[ClassifyText] = Field(
+        min_length=1,
+        max_length=MAX_CLASSIFY_TEXTS,
+        description=f"1 to {MAX_CLASSIFY_TEXTS} paragraphs of at most {MAX_CLASSIFY_CHARS} "
+        "characters each.",
+        examples=[["Thi hành kỷ luật 151 đảng viên và 04 tổ chức đảng."]],
+    )
+
+    @field_validator("texts")
+    @classmethod
+    def _no_empty_text(cls, texts: list[str]) -> list[str]:
+        empty = [str(i) for i, text in enumerate(texts) if not any(ch.isalnum() for ch in text)]
+        if empty:
+            raise ValueError(
+                f"texts at positions {', '.join(empty)} have no words; send paragraphs of text"
+            )
+        return texts
+
+
+class ClassifyOut(BaseModel):
+    """The most probable topic of one paragraph and the probability of every topic."""
+
+    topic: str
+    scores: dict[str, float]
+
+
+class HealthOut(BaseModel):
+    """The service is up and serving this index generation."""
+
+    status: str
+    generation: int
+    passages: int
+
+
+class ClassifierInfoOut(BaseModel):
+    """The topic classifier the service uses."""
+
+    labels: list[str]
+
+
+class StatsOut(BaseModel):
+    """Counts, models and on-disk size of the served index."""
+
+    index: str = Field(description="The index folder.")
+    documents: int
+    passages: int
+    generation: int
+    model: ModelInfoOut
+    dense_kind: str
+    index_bytes: int
+    topics: dict[str, int] = Field(description="Passages per topic across the index.")
+    classifier: ClassifierInfoOut
+
+
+class ErrorOut(BaseModel):
+    """Why a request was refused; `detail` names the valid values or the fix."""
+
+    detail: str
+    errors: list[dict] | None = Field(
+        default=None, description="For invalid parameters: where and what, one per problem."
+    )
