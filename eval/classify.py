@@ -30,7 +30,8 @@ def classification_metrics(
     Returns:
         `{"n", "accuracy", "macro_f1", "per_class": {label: {"precision", "recall", "f1",
         "support"}}, "confusion": {"labels", "matrix"}}` (rows are gold labels, columns
-        predictions) and `"log_loss"` when scores are given.
+        predictions) and `"log_loss"` when scores are given. The macro-F1 averages the labels
+        that occur in `true` or `predicted`.
 
     Raises:
         InvalidInputError: The sequences differ in length or are empty.
@@ -49,6 +50,9 @@ def classification_metrics(
             f"and {len(predicted)} predicted"
         )
     labels = list(labels)
+    # A label that is neither gold nor predicted anywhere has no F1 to speak of; leaving it out
+    # of the macro average keeps small test sets from being scored against absent classes.
+    present = [label for label in labels if label in set(true) | set(predicted)]
     precision, recall, f1, support = precision_recall_fscore_support(
         true, predicted, labels=labels, zero_division=0
     )
@@ -56,7 +60,7 @@ def classification_metrics(
         "n": len(true),
         "accuracy": float(accuracy_score(true, predicted)),
         "macro_f1": float(
-            f1_score(true, predicted, labels=labels, average="macro", zero_division=0)
+            f1_score(true, predicted, labels=present, average="macro", zero_division=0)
         ),
         "per_class": {
             label: {
@@ -73,8 +77,11 @@ def classification_metrics(
         },
     }
     if scores is not None:
-        probabilities = np.array([[row[label] for label in labels] for row in scores])
-        result["log_loss"] = float(log_loss(true, probabilities, labels=labels))
+        # log_loss reads probability columns in sorted label order.
+        ordered = sorted(labels)
+        probabilities = np.array([[row[label] for label in ordered] for row in scores], float)
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        result["log_loss"] = float(log_loss(true, probabilities, labels=ordered))
     return result
 
 
@@ -149,21 +156,27 @@ def grouped_cross_validation(
     folds: int = 5,
     seed: int = 0,
     *,
+    extra: Sequence[LabelledExample] = (),
     tokens: Sequence[Sequence[str]] | None = None,
+    extra_tokens: Sequence[Sequence[str]] | None = None,
     workers: int = 1,
     use_sections: bool = True,
     train_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Cross-validate `train_classifier` with whole documents held out.
 
-    Each fold trains on the other folds' documents and predicts its own; the held-out
-    predictions of all folds are pooled and scored once.
+    The folds split `examples` by document. Each fold trains on the other folds' examples plus
+    the `extra` examples whose document is not in the held-out fold, and predicts its own
+    examples; the held-out predictions of all folds are pooled and scored once. `extra` rows
+    are never scored: use them for training data that should not count in the result.
 
     Args:
-        examples: Labelled paragraphs; `group` is the document and `source` tags their origin.
+        examples: Labelled paragraphs to score; `group` is the document, `source` the origin.
         folds: Number of folds.
         seed: Seed of the fold assignment.
+        extra: Training-only examples.
         tokens: The examples' segmentation when already known (segmented once otherwise).
+        extra_tokens: The same for `extra`.
         workers: Processes for segmentation (0: every core).
         use_sections: Pass section headings to the classifier when predicting.
         train_options: Keyword arguments for `train_classifier` (`c`, `features` ...).
@@ -176,18 +189,24 @@ def grouped_cross_validation(
     """
     from models.topics import train_classifier
 
-    if tokens is None:
+    if tokens is None or (extra and extra_tokens is None):
         from nlp.segment import segment_texts
 
-        tokens = segment_texts([example.text for example in examples], workers=workers)
+        if tokens is None:
+            tokens = segment_texts([example.text for example in examples], workers=workers)
+        if extra and extra_tokens is None:
+            extra_tokens = segment_texts([example.text for example in extra], workers=workers)
+    extra_tokens = extra_tokens or []
     true = [example.label for example in examples]
     predicted: list[str] = [""] * len(examples)
     scores: list[dict[str, float]] = [{}] * len(examples)
     fold_reports = []
     for train, test in document_folds(examples, folds, seed):
+        held_out = {examples[i].group for i in test}
+        added = [i for i, example in enumerate(extra) if example.group not in held_out]
         classifier = train_classifier(
-            [examples[i] for i in train],
-            tokens=[tokens[i] for i in train],
+            [examples[i] for i in train] + [extra[i] for i in added],
+            tokens=[tokens[i] for i in train] + [extra_tokens[i] for i in added],
             seed=seed,
             **(train_options or {}),
         )
@@ -199,9 +218,11 @@ def grouped_cross_validation(
         fold_metrics = classification_metrics([true[i] for i in test], [predicted[i] for i in test])
         fold_reports.append(
             {
-                "train_groups": sorted({examples[i].group for i in train}),
-                "test_groups": sorted({examples[i].group for i in test}),
-                "n_train": len(train),
+                "train_groups": sorted(
+                    {examples[i].group for i in train} | {extra[i].group for i in added}
+                ),
+                "test_groups": sorted(held_out),
+                "n_train": len(train) + len(added),
                 "n_test": len(test),
                 "macro_f1": fold_metrics["macro_f1"],
             }
@@ -258,5 +279,5 @@ def plot_confusion(result: dict[str, Any], path: str | os.PathLike[str]) -> None
     figure.colorbar(image, ax=axes, fraction=0.046, label="share of gold row")
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)

@@ -1,0 +1,941 @@
+"""Topic classifier for report paragraphs: TF-IDF of segmented words and characters, linear model.
+
+Labels follow `shared/labels/GUIDE.md`: ideology, organisation, inspection, mass_mobilisation,
+anti_corruption and other. A paragraph is represented by three TF-IDF blocks (underthesea words
+and word bigrams, character n-grams of the lower-cased text, and the words of its section
+heading when one is given), fed to a class-weighted multinomial logistic regression whose
+probabilities are softened by one temperature fitted on held-out documents.
+
+Training sources (`default_training_examples`) are combined in order of trust:
+
+1. `shared/labels/topics-dev.jsonl`: paragraphs labelled by two independent readers; the group
+   of each row is its `file`.
+2. `models/topic_labels.jsonl`: labels added for this project, stored as references (corpus
+   file + SHA-1 of the normalised passage text, never the text) and resolved against
+   `shared/corpus` with `nlp.paragraphs.split_passages`.
+3. The sample report in `shared/corpus/reports/`: paragraphs under its numbered headings of
+   part I (1. chính trị, tư tưởng -> ideology ... 5. nội chính, phòng, chống tham nhũng ->
+   anti_corruption) and under part II (Mặt trận Tổ quốc and mass organisations ->
+   mass_mobilisation). Each such paragraph was read; `_REPORT_EXCLUDED` lists any whose content
+   contradicts its heading.
+
+Rows are deduplicated by their normalised text; on a conflict the earlier source wins, so the
+dev labels always win. Every example keeps its document as `group`, so cross-validation can
+hold out whole documents. Dev rows get their section heading from the corpus when their
+paragraph is found there, so training sees headings as the indexer will pass them.
+
+The model folder holds plain JSON and `.npy` arrays (no pickle) and a manifest written last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nlp.errors import DocumentReadError, InvalidInputError, ModelError
+from nlp.normalize import fold_accents, normalize_text
+
+if TYPE_CHECKING:
+    from nlp.paragraphs import Passage
+
+TOPICS: tuple[str, ...] = (
+    "ideology",
+    "organisation",
+    "inspection",
+    "mass_mobilisation",
+    "anti_corruption",
+    "other",
+)
+
+FORMAT_NAME = "vnsearch-topic-model"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "topic_model"
+DEFAULT_LABELS_PATH = Path(__file__).resolve().parent / "topic_labels.jsonl"
+DEFAULT_SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+DEV_LABELS = Path("labels") / "topics-dev.jsonl"
+
+SOURCE_DEV = "dev"
+SOURCE_OWN = "own"
+SOURCE_REPORT = "report"
+
+_TRAIN_HINT = (
+    "train one with `vnsearch train --out DIR` (or `python -m eval.train_topics --out DIR`)"
+)
+_DIGITS = re.compile(r"\d+")
+_EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
+_MARKUP = re.compile(r"[*#|`_>]+")
+_SPACES = re.compile(r"\s+")
+_SECTION_WORD = re.compile(r"[^\W\d_]+")
+_ROMAN_NUMERAL = re.compile(r"^[ivxlc]+$")
+
+# Part I headings of the sample report, matched on their accent-folded form.
+_REPORT_HEADINGS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^1\. cong tac chinh tri, tu tuong"), "ideology"),
+    (re.compile(r"^2\. cong tac to chuc xay dung dang"), "organisation"),
+    (re.compile(r"^3\. cong tac kiem tra, giam sat"), "inspection"),
+    (re.compile(r"^4\. cong tac dan van"), "mass_mobilisation"),
+    (re.compile(r"^5\. cong tac noi chinh"), "anti_corruption"),
+)
+_REPORT_PART_ONE = re.compile(r"^i\. ket qua thuc hien nhiem vu cong tac xay dung dang")
+_REPORT_PART_TWO = re.compile(r"^ii\. ket qua hoat dong cua mat tran to quoc")
+# Paragraphs under a heading whose content contradicts it (SHA-1 prefixes of the normalised
+# text). Every paragraph under the mapped headings was read; none contradicts its heading
+# clearly enough to be left out, so the set is empty and kept as the place to record one.
+_REPORT_EXCLUDED: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class TopicPrediction:
+    """The most probable topic of one paragraph and the probability of every topic."""
+
+    topic: str
+    scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class LabelledExample:
+    """A paragraph with its topic; `group` is its source document, for grouped CV."""
+
+    text: str
+    label: str
+    group: str
+    section: str = ""
+    source: str = ""
+
+
+def text_sha1(text: str) -> str:
+    """Return the SHA-1 hex digest of the normalised `text` (the key of label references)."""
+    return hashlib.sha1(normalize_text(text).encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------- training data
+
+
+def _read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for the non-blank lines of a JSONL file."""
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInputError(f"{path}: cannot open ({exc.strerror})") from None
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise InvalidInputError(
+                    f"{path} line {number}: not valid JSON ({exc}); write one JSON object a line"
+                ) from None
+            if not isinstance(row, dict):
+                raise InvalidInputError(
+                    f"{path} line {number}: expected a JSON object like "
+                    '{"text": ..., "label": ...}, got ' + type(row).__name__
+                )
+            yield number, row
+
+
+def _check_label(path: Path, number: int, label: object) -> str:
+    if not isinstance(label, str) or label not in TOPICS:
+        raise InvalidInputError(
+            f"{path} line {number}: label {label!r} is not one of {', '.join(TOPICS)}; "
+            "fix the label or remove the row"
+        )
+    return label
+
+
+def _optional_str(path: Path, number: int, row: dict[str, Any], key: str) -> str:
+    value = row.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInputError(
+            f"{path} line {number}: '{key}' must be a string, got {type(value).__name__}"
+        )
+    return value
+
+
+def load_labelled(path: str | os.PathLike[str]) -> list[LabelledExample]:
+    """Read labelled paragraphs from a JSONL file.
+
+    Each line is an object with `text` and `label` (one of `TOPICS`) and optionally `file` or
+    `doc` (the source document, used as the CV group) and `section`. A row without a document
+    is its own group. Blank lines are skipped.
+
+    Args:
+        path: The JSONL file.
+
+    Returns:
+        The examples in file order, text normalised.
+
+    Raises:
+        InvalidInputError: The file cannot be read or a row is not valid; the message names the
+            line and what to change.
+    """
+    path = Path(path)
+    examples = []
+    for number, row in _read_jsonl(path):
+        text = row.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInputError(
+                f"{path} line {number}: 'text' must be a non-empty string; "
+                "add the paragraph text or remove the row"
+            )
+        label = _check_label(path, number, row.get("label"))
+        group = _optional_str(path, number, row, "file") or _optional_str(path, number, row, "doc")
+        examples.append(
+            LabelledExample(
+                text=normalize_text(text),
+                label=label,
+                group=group or f"{path.name}:{number}",
+                section=normalize_text(_optional_str(path, number, row, "section")),
+            )
+        )
+    return examples
+
+
+def _document_passages(corpus_dir: Path, file: str) -> list[Passage]:
+    from nlp.paragraphs import split_passages  # lazy: only training reads the corpus
+    from nlp.reader import read_document
+
+    return split_passages(read_document(corpus_dir / file))
+
+
+def load_label_references(
+    path: str | os.PathLike[str], corpus_dir: str | os.PathLike[str]
+) -> list[LabelledExample]:
+    """Resolve label references (`file`, `sha1`, `label`, optional `note`) against a corpus.
+
+    Args:
+        path: A JSONL file of references; `file` is a path under `corpus_dir`, `sha1` the hex
+            SHA-1 (a prefix of 8 or more characters) of the normalised passage text.
+        corpus_dir: The corpus folder (`shared/corpus`).
+
+    Returns:
+        One example per reference, with the passage's text and section; group is `file`.
+
+    Raises:
+        InvalidInputError: A row is not valid, or a reference matches no passage (the corpus
+            changed): the message lists them so they can be fixed or removed.
+    """
+    path, corpus_dir = Path(path), Path(corpus_dir)
+    rows: list[tuple[int, str, str, str]] = []
+    for number, row in _read_jsonl(path):
+        file, digest = row.get("file"), row.get("sha1")
+        if not isinstance(file, str) or not file:
+            raise InvalidInputError(f"{path} line {number}: 'file' (a path under corpus/) missing")
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{8,40}", digest):
+            raise InvalidInputError(
+                f"{path} line {number}: 'sha1' must be 8-40 lower-case hex digits of the SHA-1 "
+                "of the normalised passage text"
+            )
+        rows.append((number, file, digest, _check_label(path, number, row.get("label"))))
+
+    passages_by_file: dict[str, dict[str, Passage]] = {}
+    unreadable: dict[str, str] = {}
+    examples, missing = [], []
+    for number, file, digest, label in rows:
+        if file not in passages_by_file:
+            try:
+                passages = _document_passages(corpus_dir, file)
+            except DocumentReadError as exc:  # reported below with the rows that need it
+                passages, unreadable[file] = [], exc.reason
+            passages_by_file[file] = {text_sha1(p.text): p for p in passages}
+        found = [p for key, p in passages_by_file[file].items() if key.startswith(digest)]
+        if len(found) != 1:
+            why = unreadable.get(file) or f"{len(found)} passages match {digest}"
+            missing.append(f"line {number} ({file}: {why})")
+            continue
+        examples.append(
+            LabelledExample(
+                text=normalize_text(found[0].text),
+                label=label,
+                group=file,
+                section=normalize_text(found[0].section),
+                source=SOURCE_OWN,
+            )
+        )
+    if missing:
+        raise InvalidInputError(
+            f"{path}: {len(missing)} reference(s) resolve to no single passage of {corpus_dir}: "
+            f"{'; '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; restore the corpus "
+            "files or remove these rows"
+        )
+    return examples
+
+
+def report_section_examples(corpus_dir: str | os.PathLike[str]) -> list[LabelledExample]:
+    """Label the sample reports' paragraphs by the numbered heading they sit under.
+
+    Args:
+        corpus_dir: The corpus folder; every `.txt` report in `reports/` is read.
+
+    Returns:
+        Examples for paragraphs under part I headings 1-5 and part II (mass organisations).
+    """
+    corpus_dir = Path(corpus_dir)
+    examples = []
+    for report in sorted((corpus_dir / "reports").glob("*.txt")):
+        file = report.relative_to(corpus_dir).as_posix()
+        for passage in _document_passages(corpus_dir, file):
+            label = _report_heading_label(passage.section)
+            if label is None or text_sha1(passage.text)[:16] in _REPORT_EXCLUDED:
+                continue
+            examples.append(
+                LabelledExample(
+                    text=normalize_text(passage.text),
+                    label=label,
+                    group=file,
+                    section=normalize_text(passage.section),
+                    source=SOURCE_REPORT,
+                )
+            )
+    return examples
+
+
+def _report_heading_label(section: str) -> str | None:
+    from nlp.paragraphs import SECTION_SEPARATOR
+
+    parts = [fold_accents(part) for part in section.split(SECTION_SEPARATOR)]
+    if len(parts) < 2:
+        return None
+    if _REPORT_PART_TWO.match(parts[0]):
+        return "mass_mobilisation"
+    if _REPORT_PART_ONE.match(parts[0]):
+        for pattern, label in _REPORT_HEADINGS:
+            if pattern.match(parts[1]):
+                return label
+    return None
+
+
+def _attach_sections(examples: list[LabelledExample], corpus_dir: Path) -> list[LabelledExample]:
+    """Give examples without a section the heading of their paragraph in the corpus."""
+    by_file: dict[str, dict[str, str]] = {}
+    result = []
+    for example in examples:
+        if example.section or not (corpus_dir / example.group).is_file():
+            result.append(example)
+            continue
+        if example.group not in by_file:
+            try:
+                passages = _document_passages(corpus_dir, example.group)
+            except DocumentReadError:  # an unreadable file only leaves the sections empty
+                passages = []
+            by_file[example.group] = {normalize_text(p.text): p.section for p in passages}
+        section = by_file[example.group].get(example.text, "")
+        result.append(replace(example, section=normalize_text(section)))
+    return result
+
+
+def combine_sources(*sources: Sequence[LabelledExample]) -> list[LabelledExample]:
+    """Concatenate sources, keeping the first example of each normalised text.
+
+    Args:
+        sources: Example lists, most trusted first.
+
+    Returns:
+        The deduplicated examples in order.
+    """
+    seen: set[str] = set()
+    combined = []
+    for source in sources:
+        for example in source:
+            key = normalize_text(example.text)
+            if key in seen:
+                continue
+            seen.add(key)
+            combined.append(example)
+    return combined
+
+
+def default_training_examples(
+    shared_dir: str | os.PathLike[str] | None = None,
+    labels_path: str | os.PathLike[str] | None = None,
+) -> list[LabelledExample]:
+    """Return the default training set: dev labels, this project's labels and the report.
+
+    Args:
+        shared_dir: The `shared/` folder (labels and corpus); defaults to the one beside the
+            repository.
+        labels_path: This project's label references; defaults to `models/topic_labels.jsonl`.
+
+    Returns:
+        Deduplicated examples (see the module docstring for the order of trust), each tagged
+        with its `source` (`dev`, `own` or `report`).
+
+    Raises:
+        InvalidInputError: A source file is missing or has a bad row.
+    """
+    shared = Path(shared_dir) if shared_dir is not None else DEFAULT_SHARED_DIR
+    corpus = shared / "corpus"
+    dev = [replace(e, source=SOURCE_DEV) for e in load_labelled(shared / DEV_LABELS)]
+    dev = _attach_sections(dev, corpus)
+    own = load_label_references(labels_path or DEFAULT_LABELS_PATH, corpus)
+    report = report_section_examples(corpus)
+    return combine_sources(dev, own, report)
+
+
+# --------------------------------------------------------------------------- features
+
+
+def word_document(tokens: Sequence[str]) -> str:
+    """Return the word-feature string of segmented tokens: lower case, digits as 0, no punctuation.
+
+    Args:
+        tokens: Words from `nlp.segment.segment_texts` (`kỷ_luật`).
+
+    Returns:
+        Space-separated words.
+    """
+    words = []
+    for token in tokens:
+        word = _EDGE_PUNCT.sub("", token.lower())
+        if word:
+            words.append(_DIGITS.sub("0", word))
+    return " ".join(words)
+
+
+def char_document(text: str) -> str:
+    """Return the character-feature string of a text: normalised, lower case, digits as 0.
+
+    Markdown emphasis, table bars and heading marks are dropped: labelled rows keep them, the
+    indexer's passages do not.
+    """
+    text = _MARKUP.sub(" ", _DIGITS.sub("0", normalize_text(text).lower()))
+    return _SPACES.sub(" ", text).strip()
+
+
+def section_document(section: str) -> str:
+    """Return the words of a section path, lower case, without numbers and roman numerals."""
+    words = _SECTION_WORD.findall(normalize_text(section).lower())
+    return " ".join(word for word in words if not _ROMAN_NUMERAL.match(word))
+
+
+@dataclass
+class FeatureBlock:
+    """One TF-IDF block with a fixed vocabulary: sublinear tf x idf, L2-normalised, weighted."""
+
+    name: str
+    analyzer: str
+    ngram_range: tuple[int, int]
+    weight: float
+    vocabulary: list[str]
+    idf: np.ndarray
+    _counter: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def transform(self, documents: Sequence[str]) -> Any:
+        """Return the weighted TF-IDF rows (a CSR matrix) of `documents`."""
+        from sklearn.feature_extraction.text import CountVectorizer
+        from sklearn.preprocessing import normalize
+
+        if self._counter is None:
+            self._counter = CountVectorizer(
+                analyzer=self.analyzer,
+                ngram_range=self.ngram_range,
+                vocabulary={term: i for i, term in enumerate(self.vocabulary)},
+                token_pattern=r"\S+" if self.analyzer == "word" else None,
+                lowercase=False,
+                dtype=np.float32,
+            )
+        counts = self._counter.transform(documents).tocsr()
+        counts.data = (np.log(counts.data) + 1.0).astype(np.float32)
+        counts = counts.multiply(self.idf.astype(np.float32)).tocsr()
+        return normalize(counts) * np.float32(self.weight)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """How to build one feature block when training."""
+
+    name: str
+    analyzer: str
+    ngram_range: tuple[int, int]
+    weight: float
+    min_df: int
+    max_features: int
+
+
+DEFAULT_FEATURES: tuple[FeatureSpec, ...] = (
+    FeatureSpec("words", "word", (1, 2), 1.0, 2, 20000),
+    FeatureSpec("chars", "char_wb", (2, 4), 1.0, 3, 20000),
+    FeatureSpec("section", "word", (1, 2), 0.5, 2, 3000),
+)
+
+
+def _block_documents(
+    name: str, texts: Sequence[str], tokens: Sequence[Sequence[str]], sections: Sequence[str]
+) -> list[str]:
+    if name == "words":
+        return [word_document(t) for t in tokens]
+    if name == "chars":
+        return [char_document(t) for t in texts]
+    if name == "section":
+        return [section_document(s) for s in sections]
+    raise ModelError(f"unknown feature block {name!r}; use words, chars or section")
+
+
+# --------------------------------------------------------------------------- classifier
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+class TopicClassifier:
+    """Predict the topic of paragraphs; built by `train_classifier` or loaded from a folder."""
+
+    def __init__(
+        self,
+        blocks: Sequence[FeatureBlock],
+        coef: np.ndarray,
+        intercept: np.ndarray,
+        labels: Sequence[str] = TOPICS,
+        temperature: float = 1.0,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        """Build a classifier from its parts (use `train_classifier` or `load` instead).
+
+        Args:
+            blocks: Feature blocks in column order.
+            coef: Weights, shape (labels, features).
+            intercept: Biases, shape (labels,).
+            labels: Label names in row order of `coef`.
+            temperature: Divides the logits before the softmax (fitted on held-out documents).
+            info: Training summary stored in the manifest.
+        """
+        width = sum(len(block.vocabulary) for block in blocks)
+        if coef.shape != (len(labels), width) or intercept.shape != (len(labels),):
+            raise ModelError(
+                f"topic model weights have shape {coef.shape}, expected {(len(labels), width)}; "
+                + _TRAIN_HINT
+            )
+        self.blocks = list(blocks)
+        self.coef = np.ascontiguousarray(coef, dtype=np.float32)
+        self.intercept = np.asarray(intercept, dtype=np.float32)
+        self.labels = tuple(labels)
+        self.temperature = float(temperature)
+        self.info = dict(info or {})
+
+    def features(
+        self,
+        texts: Sequence[str],
+        tokens: Sequence[Sequence[str]],
+        sections: Sequence[str],
+    ) -> Any:
+        """Return the feature matrix (CSR) of texts with their tokens and section headings."""
+        return _features(self.blocks, texts, tokens, sections)
+
+    def decision_function(
+        self,
+        texts: Sequence[str],
+        tokens: Sequence[Sequence[str]],
+        sections: Sequence[str],
+    ) -> np.ndarray:
+        """Return the temperature-scaled logits, shape (texts, labels)."""
+        matrix = self.features(texts, tokens, sections)
+        logits = np.asarray(matrix @ self.coef.T) + self.intercept
+        return logits / self.temperature
+
+    def predict(
+        self,
+        texts: Sequence[str],
+        tokens: Sequence[Sequence[str]] | None = None,
+        sections: Sequence[str] | None = None,
+    ) -> list[TopicPrediction]:
+        """Predict the topic of each paragraph.
+
+        Args:
+            texts: Paragraphs; a single string is treated as a batch of one.
+            tokens: Their word segmentation (`nlp.segment.segment_texts`) when already known,
+                so that an indexer does not segment twice; otherwise texts are segmented here.
+            sections: Their section headings (`Passage.section`), an extra feature; "" for none.
+
+        Returns:
+            One prediction per text, with a probability for every label; they sum to 1.
+
+        Raises:
+            InvalidInputError: `tokens` or `sections` do not match `texts` in length.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = [normalize_text(text) for text in texts]
+        if not texts:
+            return []
+        if tokens is None:
+            from nlp.segment import segment_texts  # lazy: loads underthesea
+
+            tokens = segment_texts(texts)
+        if sections is None:
+            sections = [""] * len(texts)
+        for name, given in (("tokens", tokens), ("sections", sections)):
+            if len(given) != len(texts):
+                raise InvalidInputError(
+                    f"{len(given)} {name} for {len(texts)} texts; pass one entry per text "
+                    "(an empty list or string where there is none)"
+                )
+        probabilities = _softmax(self.decision_function(texts, tokens, sections))
+        predictions = []
+        for row in probabilities:
+            scores = {label: float(p) for label, p in zip(self.labels, row, strict=True)}
+            predictions.append(TopicPrediction(self.labels[int(row.argmax())], scores))
+        return predictions
+
+    # ----------------------------------------------------------------------- persistence
+
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        """Write the model as JSON and `.npy` files plus a manifest, replacing `directory`.
+
+        The folder is written beside the target and swapped in, so a crash leaves the previous
+        model readable.
+
+        Args:
+            directory: The model folder to create or replace.
+        """
+        import sklearn
+
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            features = []
+            for block in self.blocks:
+                vocabulary_file = f"vocabulary_{block.name}.json"
+                idf_file = f"idf_{block.name}.npy"
+                (staging / vocabulary_file).write_text(
+                    json.dumps(block.vocabulary, ensure_ascii=False), encoding="utf-8"
+                )
+                np.save(staging / idf_file, block.idf.astype(np.float32), allow_pickle=False)
+                features.append(
+                    {
+                        "name": block.name,
+                        "analyzer": block.analyzer,
+                        "ngram_range": list(block.ngram_range),
+                        "weight": block.weight,
+                        "size": len(block.vocabulary),
+                        "vocabulary": vocabulary_file,
+                        "idf": idf_file,
+                    }
+                )
+            np.save(staging / "coef.npy", self.coef, allow_pickle=False)
+            np.save(staging / "intercept.npy", self.intercept, allow_pickle=False)
+            manifest = {
+                "format": FORMAT_NAME,
+                "format_version": FORMAT_VERSION,
+                "labels": list(self.labels),
+                "temperature": self.temperature,
+                "features": features,
+                "sklearn_version": sklearn.__version__,
+                "numpy_version": np.__version__,
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "training": self.info,
+            }
+            # The manifest goes last: a folder without one is never taken for a model.
+            (staging / MANIFEST_NAME).write_text(
+                json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8"
+            )
+            os.chmod(staging, 0o755)
+            previous = None
+            if target.exists():
+                previous = target.with_name(f".{target.name}.old-{os.getpid()}")
+                os.replace(target, previous)
+            os.replace(staging, target)
+            if previous is not None:
+                shutil.rmtree(previous, ignore_errors=True)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> TopicClassifier:
+        """Load a model folder written by `save`.
+
+        Args:
+            directory: The model folder.
+
+        Returns:
+            The classifier.
+
+        Raises:
+            ModelError: The folder is missing, incomplete, damaged or of another format
+                version; the message says how to rebuild it.
+        """
+        folder = Path(directory)
+        manifest_path = folder / MANIFEST_NAME
+        if not manifest_path.is_file():
+            raise ModelError(f"{folder}: no topic model here (no {MANIFEST_NAME}); {_TRAIN_HINT}")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            if manifest.get("format") != FORMAT_NAME:
+                raise ValueError(f"format is {manifest.get('format')!r}, not {FORMAT_NAME!r}")
+            if manifest.get("format_version") != FORMAT_VERSION:
+                raise ValueError(
+                    f"format version {manifest.get('format_version')} is not {FORMAT_VERSION}"
+                )
+            labels = manifest["labels"]
+            if sorted(labels) != sorted(TOPICS):
+                raise ValueError(f"labels {labels} are not {list(TOPICS)}")
+            blocks = []
+            for spec in manifest["features"]:
+                vocabulary = json.loads((folder / spec["vocabulary"]).read_text(encoding="utf-8"))
+                idf = np.load(folder / spec["idf"], allow_pickle=False)
+                if len(vocabulary) != spec["size"] or idf.shape != (spec["size"],):
+                    raise ValueError(f"feature block {spec['name']} has inconsistent sizes")
+                blocks.append(
+                    FeatureBlock(
+                        name=spec["name"],
+                        analyzer=spec["analyzer"],
+                        ngram_range=tuple(spec["ngram_range"]),
+                        weight=float(spec["weight"]),
+                        vocabulary=vocabulary,
+                        idf=idf,
+                    )
+                )
+            coef = np.load(folder / "coef.npy", allow_pickle=False)
+            intercept = np.load(folder / "intercept.npy", allow_pickle=False)
+            temperature = float(manifest["temperature"])
+            if not math.isfinite(temperature) or temperature <= 0:
+                raise ValueError(f"temperature {temperature} is not a positive number")
+        except ModelError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{folder}: damaged topic model ({exc}); {_TRAIN_HINT}") from None
+        return cls(blocks, coef, intercept, labels, temperature, manifest.get("training"))
+
+    @classmethod
+    def load_default(cls) -> TopicClassifier:
+        """Return the model shipped in `models/topic_model/`, loaded once per process.
+
+        Raises:
+            ModelError: The shipped model is missing or damaged.
+        """
+        return _load_default()
+
+
+@cache
+def _load_default() -> TopicClassifier:
+    return TopicClassifier.load(DEFAULT_MODEL_DIR)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _features(
+    blocks: Sequence[FeatureBlock],
+    texts: Sequence[str],
+    tokens: Sequence[Sequence[str]],
+    sections: Sequence[str],
+) -> Any:
+    from scipy.sparse import hstack
+
+    parts = [
+        block.transform(_block_documents(block.name, texts, tokens, sections)) for block in blocks
+    ]
+    return hstack(parts, format="csr", dtype=np.float32)
+
+
+def _fit_blocks(
+    specs: Sequence[FeatureSpec],
+    texts: Sequence[str],
+    tokens: Sequence[Sequence[str]],
+    sections: Sequence[str],
+) -> list[FeatureBlock]:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    blocks = []
+    for spec in specs:
+        documents = _block_documents(spec.name, texts, tokens, sections)
+        if not any(documents):
+            continue  # e.g. no example has a section heading
+        vectorizer = TfidfVectorizer(
+            analyzer=spec.analyzer,
+            ngram_range=spec.ngram_range,
+            min_df=min(spec.min_df, max(1, len(texts) // 20)),
+            max_features=spec.max_features,
+            token_pattern=r"\S+" if spec.analyzer == "word" else None,
+            lowercase=False,
+            sublinear_tf=True,
+            dtype=np.float32,
+        )
+        try:
+            vectorizer.fit(documents)
+        except ValueError as exc:  # an empty vocabulary leaves nothing to learn in this block
+            if "empty vocabulary" in str(exc) or "no terms remain" in str(exc):
+                continue
+            raise
+        vocabulary = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.__getitem__)
+        blocks.append(
+            FeatureBlock(
+                name=spec.name,
+                analyzer=spec.analyzer,
+                ngram_range=spec.ngram_range,
+                weight=spec.weight,
+                vocabulary=vocabulary,
+                idf=vectorizer.idf_.astype(np.float32),
+            )
+        )
+    return blocks
+
+
+def _fit_linear(
+    blocks: Sequence[FeatureBlock],
+    texts: Sequence[str],
+    tokens: Sequence[Sequence[str]],
+    sections: Sequence[str],
+    labels: Sequence[str],
+    c: float,
+) -> TopicClassifier:
+    from sklearn.linear_model import LogisticRegression
+
+    matrix = _features(blocks, texts, tokens, sections)
+    targets = np.array([TOPICS.index(label) for label in labels])
+    model = LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
+    model.fit(matrix, targets)
+    coef = np.zeros((len(TOPICS), matrix.shape[1]), dtype=np.float32)
+    # A label absent from these examples (a small cross-validation fold) is never predicted.
+    intercept = np.full(len(TOPICS), model.intercept_.min() - 20.0, dtype=np.float32)
+    if len(model.classes_) == 2:  # binary: one weight row, for the second class
+        coef[model.classes_[1]] = model.coef_[0]
+        intercept[model.classes_] = (0.0, model.intercept_[0])
+    else:
+        coef[model.classes_] = model.coef_
+        intercept[model.classes_] = model.intercept_
+    return TopicClassifier(blocks, coef, intercept)
+
+
+def _fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
+    """Return the temperature that minimises the log-loss of held-out logits."""
+    from scipy.optimize import minimize_scalar
+
+    def log_loss(log_t: float) -> float:
+        scaled = logits / math.exp(log_t)
+        scaled = scaled - scaled.max(axis=1, keepdims=True)
+        log_norm = np.log(np.exp(scaled).sum(axis=1))
+        return float(np.mean(log_norm - scaled[np.arange(len(targets)), targets]))
+
+    result = minimize_scalar(log_loss, bounds=(math.log(0.05), math.log(20.0)), method="bounded")
+    return float(math.exp(result.x))
+
+
+def train_classifier(
+    examples: Sequence[LabelledExample],
+    *,
+    tokens: Sequence[Sequence[str]] | None = None,
+    c: float = 10.0,
+    features: Sequence[FeatureSpec] = DEFAULT_FEATURES,
+    calibration_folds: int = 4,
+    workers: int = 1,
+    seed: int = 0,
+) -> TopicClassifier:
+    """Train a topic classifier.
+
+    Args:
+        examples: Labelled paragraphs; every label of `TOPICS` must occur.
+        tokens: Their word segmentation when already known; otherwise they are segmented here.
+        c: Inverse regularisation strength of the logistic regression.
+        features: The feature blocks to build.
+        calibration_folds: Folds of documents held out to fit the softmax temperature; 0 or
+            fewer than that many documents keeps the temperature at 1.
+        workers: Processes for word segmentation (0: every core).
+        seed: Seed of the calibration folds.
+
+    Returns:
+        The trained classifier.
+
+    Raises:
+        InvalidInputError: There are no examples, a label is missing, or `tokens` does not
+            match `examples`.
+    """
+    if not examples:
+        raise InvalidInputError("no training examples; pass labelled paragraphs")
+    labels = [example.label for example in examples]
+    missing = [label for label in TOPICS if label not in labels]
+    unknown = sorted(set(labels) - set(TOPICS))
+    if missing or unknown:
+        raise InvalidInputError(
+            f"training labels must cover exactly {', '.join(TOPICS)}; "
+            f"missing: {missing or 'none'}, unknown: {unknown or 'none'}"
+        )
+    texts = [normalize_text(example.text) for example in examples]
+    if tokens is None:
+        from nlp.segment import segment_texts
+
+        tokens = segment_texts(texts, workers=workers)
+    elif len(tokens) != len(texts):
+        raise InvalidInputError(f"{len(tokens)} token lists for {len(texts)} examples")
+    sections = [example.section for example in examples]
+
+    blocks = _fit_blocks(features, texts, tokens, sections)
+    if not blocks:
+        raise InvalidInputError("the examples yield no features; give paragraphs with words")
+    classifier = _fit_linear(blocks, texts, tokens, sections, labels, c)
+
+    groups = [example.group for example in examples]
+    temperature = 1.0
+    if calibration_folds >= 2 and len(set(groups)) >= calibration_folds:
+        logits, targets = _held_out_logits(
+            features, texts, tokens, sections, labels, groups, c, calibration_folds, seed
+        )
+        temperature = _fit_temperature(logits, targets)
+    classifier.temperature = temperature
+    classifier.info = {
+        "n_examples": len(examples),
+        "n_documents": len(set(groups)),
+        "per_label": dict(Counter(labels)),
+        "per_source": dict(Counter(example.source or "given" for example in examples)),
+        "with_section": sum(bool(section) for section in sections),
+        "c": c,
+        "calibration_folds": calibration_folds,
+        "features": [
+            {"name": s.name, "ngram_range": list(s.ngram_range), "weight": s.weight}
+            for s in features
+        ],
+    }
+    return classifier
+
+
+def _held_out_logits(
+    features: Sequence[FeatureSpec],
+    texts: Sequence[str],
+    tokens: Sequence[Sequence[str]],
+    sections: Sequence[str],
+    labels: Sequence[str],
+    groups: Sequence[str],
+    c: float,
+    folds: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return logits of every example from models that never saw its document."""
+    from sklearn.model_selection import GroupKFold
+
+    targets = np.array([TOPICS.index(label) for label in labels])
+    logits = np.zeros((len(texts), len(TOPICS)), dtype=np.float64)
+    splitter = GroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train, test in splitter.split(texts, targets, groups):
+        train_labels = [labels[i] for i in train]
+        pick = _picker(train)
+        blocks = _fit_blocks(features, pick(texts), pick(tokens), pick(sections))
+        model = _fit_linear(blocks, pick(texts), pick(tokens), pick(sections), train_labels, c)
+        held = _picker(test)
+        logits[test] = model.decision_function(held(texts), held(tokens), held(sections))
+    return logits, targets
+
+
+def _picker(indices: Sequence[int]) -> Any:
+    return lambda items: [items[i] for i in indices]

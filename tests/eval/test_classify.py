@@ -1,0 +1,117 @@
+"""Evaluation of the topic classifier: metrics against hand-computed values, grouped folds."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from eval.classify import (
+    classification_metrics,
+    document_folds,
+    evaluate,
+    grouped_cross_validation,
+    plot_confusion,
+)
+from models.topics import TOPICS, LabelledExample, TopicPrediction, load_labelled
+from nlp.errors import InvalidInputError
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+DEV_LABELS = SHARED / "labels" / "topics-dev.jsonl"
+
+GOLD = ["ideology", "ideology", "organisation", "inspection", "other", "other"]
+PREDICTED = ["ideology", "organisation", "organisation", "inspection", "other", "ideology"]
+
+
+class FixedClassifier:
+    """Stands in for a TopicClassifier: returns given labels with 0.6 for the predicted one."""
+
+    def __init__(self, labels: list[str]) -> None:
+        self.labels = labels
+
+    def predict(self, texts, tokens=None, sections=None) -> list[TopicPrediction]:
+        assert len(texts) == len(self.labels)
+        return [
+            TopicPrediction(label, {t: 0.6 if t == label else 0.08 for t in TOPICS})
+            for label in self.labels
+        ]
+
+
+def _examples(labels: list[str]) -> list[LabelledExample]:
+    return [LabelledExample(f"đoạn {i}", label, f"doc{i}") for i, label in enumerate(labels)]
+
+
+def test_evaluate_matches_hand_computed_numbers():
+    result = evaluate(FixedClassifier(PREDICTED), _examples(GOLD))
+    assert result["n"] == 6
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    ideology = result["per_class"]["ideology"]  # tp 1, fp 1 (other->ideology), fn 1
+    assert (ideology["precision"], ideology["recall"], ideology["f1"]) == pytest.approx(
+        (0.5, 0.5, 0.5)
+    )
+    organisation = result["per_class"]["organisation"]  # tp 1, fp 1, fn 0
+    assert organisation["f1"] == pytest.approx(2 / 3)
+    assert result["per_class"]["inspection"]["f1"] == pytest.approx(1.0)
+    other = result["per_class"]["other"]  # tp 1, fp 0, fn 1
+    assert (other["precision"], other["recall"]) == pytest.approx((1.0, 0.5))
+    assert result["per_class"]["anti_corruption"]["support"] == 0
+    # Macro-F1 over the four labels that occur: (0.5 + 2/3 + 1 + 2/3) / 4.
+    assert result["macro_f1"] == pytest.approx((0.5 + 2 / 3 + 1 + 2 / 3) / 4)
+    assert result["confusion"]["labels"] == list(TOPICS)
+    matrix = result["confusion"]["matrix"]
+    assert matrix[TOPICS.index("ideology")][TOPICS.index("organisation")] == 1
+    assert matrix[TOPICS.index("other")][TOPICS.index("ideology")] == 1
+    assert sum(map(sum, matrix)) == 6
+    # p(gold) is 0.6 for the four right answers and 0.08 for the two wrong ones.
+    assert result["log_loss"] == pytest.approx(-(4 * math.log(0.6) + 2 * math.log(0.08)) / 6)
+
+
+def test_metrics_refuse_mismatched_lengths():
+    with pytest.raises(InvalidInputError, match="as many predictions"):
+        classification_metrics(["other"], [])
+
+
+@pytest.fixture(scope="module")
+def dev_subset() -> list[LabelledExample]:
+    """Real dev paragraphs, five of each label, from many documents."""
+    chosen: dict[str, list[LabelledExample]] = {label: [] for label in TOPICS}
+    for example in load_labelled(DEV_LABELS):
+        if len(chosen[example.label]) < 5:
+            chosen[example.label].append(example)
+    return [example for label in TOPICS for example in chosen[label]]
+
+
+def test_document_folds_never_split_a_document(dev_subset):
+    # Put pairs of examples in one document so that grouping is really exercised.
+    examples = [LabelledExample(e.text, e.label, f"doc{i // 2}") for i, e in enumerate(dev_subset)]
+    folds = document_folds(examples, folds=3, seed=1)
+    tested = sorted(i for _, test in folds for i in test)
+    assert tested == list(range(len(examples)))
+    for train, test in folds:
+        assert {examples[i].group for i in train}.isdisjoint({examples[i].group for i in test})
+
+
+def test_too_few_documents_for_the_folds():
+    with pytest.raises(InvalidInputError, match="cannot fill 5 folds"):
+        document_folds(_examples(["other", "ideology", "other"]), folds=5)
+
+
+def test_grouped_cross_validation_holds_out_whole_documents(dev_subset, tmp_path):
+    from nlp.segment import segment_texts
+
+    tokens = segment_texts([e.text for e in dev_subset])
+    result = grouped_cross_validation(
+        dev_subset, folds=2, tokens=tokens, train_options={"calibration_folds": 0}
+    )
+    assert result["n"] == len(dev_subset)
+    assert len(result["per_fold_macro_f1"]) == 2
+    assert all(label in TOPICS for label in result["predictions"])
+    for fold in result["folds"]:
+        assert set(fold["train_groups"]).isdisjoint(fold["test_groups"])
+    assert sum(fold["n_test"] for fold in result["folds"]) == len(dev_subset)
+    assert set(result["by_source"]) == {""}
+
+    png = tmp_path / "confusion.png"
+    plot_confusion(result, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,302 @@
+"""Topic classifier: training, predictions, persistence, training data and the shipped model."""
+
+from __future__ import annotations
+
+import json
+import math
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.topics import (
+    TOPICS,
+    LabelledExample,
+    TopicClassifier,
+    default_training_examples,
+    load_label_references,
+    load_labelled,
+    report_section_examples,
+    text_sha1,
+    train_classifier,
+)
+from nlp.errors import InvalidInputError, ModelError
+from nlp.normalize import normalize_text
+from nlp.paragraphs import split_passages
+from nlp.reader import read_document
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+DEV_LABELS = SHARED / "labels" / "topics-dev.jsonl"
+REPORT = SHARED / "corpus" / "reports" / "hai-duong-2022-h1-bao-cao-xay-dung-dang.txt"
+PER_LABEL = 8
+
+
+def _report_passages():
+    return split_passages(read_document(REPORT))
+
+
+def _report_passage(fragment: str):
+    [passage] = [p for p in _report_passages() if fragment in p.text]
+    return passage
+
+
+@pytest.fixture(scope="module")
+def small_set() -> list[LabelledExample]:
+    """A few real dev paragraphs of every label, from several documents."""
+    chosen: dict[str, list[LabelledExample]] = {label: [] for label in TOPICS}
+    for example in load_labelled(DEV_LABELS):
+        if len(chosen[example.label]) < PER_LABEL:
+            chosen[example.label].append(example)
+    return [example for label in TOPICS for example in chosen[label]]
+
+
+@pytest.fixture(scope="module")
+def small_model(small_set) -> TopicClassifier:
+    return train_classifier(small_set, calibration_folds=2)
+
+
+def test_predictions_cover_every_label_and_sum_to_one(small_model):
+    texts = [p.text for p in _report_passages()[:6]]
+    predictions = small_model.predict(texts)
+    assert len(predictions) == len(texts)
+    for prediction in predictions:
+        assert set(prediction.scores) == set(TOPICS)
+        assert math.isclose(sum(prediction.scores.values()), 1.0, abs_tol=1e-5)
+        assert prediction.topic == max(prediction.scores, key=prediction.scores.get)
+        assert all(0.0 <= score <= 1.0 for score in prediction.scores.values())
+
+
+def test_a_single_string_is_a_batch_of_one(small_model):
+    text = _report_passage("thi hành kỷ luật 151 đảng viên").text
+    [single] = small_model.predict(text)
+    [batched] = small_model.predict([text])
+    assert single == batched
+
+
+def test_precomputed_tokens_and_sections_match_the_segmenting_path(small_model):
+    from nlp.segment import segment_texts
+
+    passages = _report_passages()[8:12]
+    texts = [p.text for p in passages]
+    sections = [p.section for p in passages]
+    own = small_model.predict(texts, sections=sections)
+    given = small_model.predict(texts, tokens=segment_texts(texts), sections=sections)
+    assert own == given
+
+
+def test_token_count_must_match_texts(small_model):
+    with pytest.raises(InvalidInputError, match="one entry per text"):
+        small_model.predict(["một đoạn văn", "đoạn thứ hai"], tokens=[["một", "đoạn_văn"]])
+
+
+def test_save_and_load_give_identical_scores(small_model, tmp_path):
+    small_model.save(tmp_path / "model")
+    loaded = TopicClassifier.load(tmp_path / "model")
+    texts = [p.text for p in _report_passages()[:10]]
+    assert loaded.predict(texts) == small_model.predict(texts)
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["labels"] == list(TOPICS)
+    assert manifest["format_version"] == 1
+    assert manifest["training"]["n_examples"] == len(TOPICS) * PER_LABEL
+    assert "sklearn_version" in manifest
+
+
+def test_saving_over_an_existing_model_replaces_it(small_model, tmp_path):
+    target = tmp_path / "model"
+    small_model.save(target)
+    small_model.save(target)
+    assert TopicClassifier.load(target).predict("Tăng cường công tác dân vận")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_missing_model_folder_names_the_fix(tmp_path):
+    with pytest.raises(ModelError, match="vnsearch train"):
+        TopicClassifier.load(tmp_path / "nowhere")
+
+
+def test_damaged_model_folder_names_the_fix(small_model, tmp_path):
+    target = tmp_path / "model"
+    small_model.save(target)
+    (target / "coef.npy").unlink()
+    with pytest.raises(ModelError, match="damaged topic model.*vnsearch train"):
+        TopicClassifier.load(target)
+    small_model.save(target)
+    (target / "manifest.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ModelError, match="damaged"):
+        TopicClassifier.load(target)
+
+
+def test_model_with_wrong_shapes_is_refused(small_model, tmp_path):
+    target = tmp_path / "model"
+    small_model.save(target)
+    np.save(target / "coef.npy", np.zeros((6, 3), dtype=np.float32))
+    with pytest.raises(ModelError, match="shape"):
+        TopicClassifier.load(target)
+
+
+def test_training_needs_every_label(small_set):
+    without_other = [e for e in small_set if e.label != "other"]
+    with pytest.raises(InvalidInputError, match="missing: \\['other'\\]"):
+        train_classifier(without_other)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "... ; !!! ---",
+        unicodedata.normalize("NFD", "Thi hành kỷ luật đảng viên vi phạm"),
+        "Thi hanh ky luat dang vien vi pham tu cach dang vien",
+        "Cấp uỷ " * 2000,
+    ],
+    ids=["empty", "punctuation", "nfd", "no-diacritics", "very-long"],
+)
+def test_golden_edge_cases_give_a_distribution(small_model, text):
+    [prediction] = small_model.predict([text])
+    assert math.isclose(sum(prediction.scores.values()), 1.0, abs_tol=1e-5)
+    assert prediction.topic in TOPICS
+
+
+def test_nfd_and_tone_mark_styles_do_not_change_the_prediction(small_model):
+    nfc = "Hoà giải ở cơ sở và công tác dân vận của Mặt trận Tổ quốc"
+    variants = [nfc, unicodedata.normalize("NFD", nfc), nfc.replace("Hoà", "Hòa")]
+    scores = [p.scores for p in small_model.predict(variants)]
+    assert scores[0] == scores[1] == scores[2]
+
+
+# ------------------------------------------------------------------------- training data
+
+
+def test_load_labelled_reads_groups_sections_and_normalises(tmp_path):
+    path = tmp_path / "labels.jsonl"
+    rows = [
+        {"text": "Công tác kiểm tra của Ủy ban Kiểm tra", "label": "inspection", "file": "a.md"},
+        {"text": "Mặt trận Tổ quốc", "label": "mass_mobilisation", "doc": "b", "section": "II"},
+        {"text": "Phát triển du lịch", "label": "other"},
+    ]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n\n")
+    examples = load_labelled(path)
+    assert [e.group for e in examples] == ["a.md", "b", "labels.jsonl:3"]
+    assert examples[0].text == normalize_text(rows[0]["text"])
+    assert examples[1].section == "II"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"text": "Đoạn văn", "label": "economy"}', "line 2: label 'economy' is not one of"),
+        ('{"label": "other"}', "line 2: 'text' must be a non-empty string"),
+        ('{"text": "Đoạn văn", "label": "other"', "line 2: not valid JSON"),
+        ('["Đoạn văn", "other"]', "line 2: expected a JSON object"),
+        ('{"text": "Đoạn văn", "label": "other", "file": 7}', "line 2: 'file' must be a string"),
+    ],
+)
+def test_bad_rows_name_the_line_and_the_fix(tmp_path, line, message):
+    path = tmp_path / "labels.jsonl"
+    path.write_text('{"text": "Đoạn đầu", "label": "ideology"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=message):
+        load_labelled(path)
+
+
+def test_label_references_resolve_against_the_corpus(tmp_path):
+    passage = _report_passage("Hoạt động của ban dân vận các cấp")
+    path = tmp_path / "refs.jsonl"
+    row = {"file": "reports/" + REPORT.name, "sha1": text_sha1(passage.text)[:16]}
+    path.write_text(json.dumps({**row, "label": "mass_mobilisation"}) + "\n")
+    [example] = load_label_references(path, SHARED / "corpus")
+    assert example.text == normalize_text(passage.text)
+    assert example.section == passage.section
+    assert example.group == row["file"]
+    assert example.source == "own"
+
+    path.write_text(json.dumps({**row, "sha1": "0123456789abcdef", "label": "other"}) + "\n")
+    with pytest.raises(InvalidInputError, match="line 1 .*remove these rows"):
+        load_label_references(path, SHARED / "corpus")
+
+
+def test_report_headings_label_the_paragraphs_beneath_them():
+    examples = {e.text: e for e in report_section_examples(SHARED / "corpus")}
+    dan_van = normalize_text(_report_passage("Hoạt động của ban dân vận các cấp").text)
+    assert examples[dan_van].label == "mass_mobilisation"
+    front = normalize_text(_report_passage("xây, sửa 41 ngôi nhà đại đoàn kết").text)
+    assert examples[front].label == "mass_mobilisation"
+    tasks = normalize_text(_report_passage("1. Chỉ đạo sơ, tổng kết kịp thời").text)
+    assert tasks not in examples  # part IV has no topic headings
+    assert {e.label for e in examples.values()} == set(TOPICS) - {"other"}
+
+
+def test_default_sources_are_deduplicated_and_dev_labels_win():
+    examples = default_training_examples(SHARED)
+    texts = [e.text for e in examples]
+    assert len(texts) == len(set(texts))
+    dev = {normalize_text(e.text): e.label for e in load_labelled(DEV_LABELS)}
+    for example in examples:
+        if example.text in dev:
+            assert example.source == "dev" and example.label == dev[example.text]
+    sources = {e.source for e in examples}
+    assert sources == {"dev", "own", "report"}
+    assert all(e.group for e in examples)
+
+
+# ------------------------------------------------------------------------- shipped model
+
+
+def test_shipped_model_classifies_real_paragraphs():
+    model = TopicClassifier.load_default()
+    assert TopicClassifier.load_default() is model  # cached per process
+    cases = {
+        "thi hành kỷ luật 151 đảng viên": "inspection",
+        "bảo vệ nền tảng tư tưởng của Đảng": "ideology",
+        "xây, sửa 41 ngôi nhà đại đoàn kết": "mass_mobilisation",
+        "giải quyết kịp thời các vụ án trọng điểm, án tham nhũng": "anti_corruption",
+        "Chỉ đạo rà soát, bổ sung quy hoạch": "organisation",
+    }
+    passages = [_report_passage(fragment) for fragment in cases]
+    predictions = model.predict([p.text for p in passages], sections=[p.section for p in passages])
+    assert [p.topic for p in predictions] == list(cases.values())
+    # Without section headings the text alone decides.
+    text_only = model.predict([p.text for p in passages])
+    assert text_only[0].topic == "inspection"
+
+
+@pytest.mark.parametrize(
+    ("file", "fragment", "topic"),
+    [
+        (
+            "laws/Luat-Phong-chong-tham-nhung-322049.txt",
+            "b) Thanh tra Bộ thanh tra vụ việc",
+            "anti_corruption",
+        ),
+        (
+            "laws/Luat-Mat-tran-to-quoc-Viet-Nam-2015-282378.txt",
+            "3. Uỷ ban thường vụ Quốc hội, Chính phủ phối hợp với Đoàn Chủ tịch",
+            "mass_mobilisation",
+        ),
+        ("background/rd-easy-00012985.txt", "dệt thổ cẩm soi bóng xuống hồ", "other"),
+    ],
+)
+def test_shipped_model_on_paragraphs_no_label_points_to(file, fragment, topic):
+    # Passages of corpus documents that no training label references.
+    [passage] = [
+        p for p in split_passages(read_document(SHARED / "corpus" / file)) if fragment in p.text
+    ]
+    [prediction] = TopicClassifier.load_default().predict(
+        [passage.text], sections=[passage.section]
+    )
+    assert prediction.topic == topic
+
+
+def test_feature_block_matches_sklearn_tfidf():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from models.topics import FeatureBlock, char_document
+
+    texts = [char_document(p.text) for p in _report_passages()]
+    reference = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
+    expected = reference.fit_transform(texts[:30]).toarray()
+    vocabulary = sorted(reference.vocabulary_, key=reference.vocabulary_.__getitem__)
+    block = FeatureBlock("chars", "char_wb", (2, 4), 1.0, vocabulary, reference.idf_)
+    assert np.allclose(block.transform(texts[:30]).toarray(), expected, atol=1e-5)
+    held_out = reference.transform(texts[30:]).toarray()
+    assert np.allclose(block.transform(texts[30:]).toarray(), held_out, atol=1e-5)
