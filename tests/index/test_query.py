@@ -34,3 +34,14 @@ def test_highlight_marks_accent_folded_matches_and_escapes(report_path):
     assert "<mark>kỷ</mark> <mark>luật</mark>" in marked
     assert "&lt;b&gt;" in marked
     assert "<mark>luật</mark>" not in highlight(text, "lực lượng")
+
+
+def test_score_fusion_sums_min_max_normalised_scores():
+    import numpy as np
+
+    from index.fusion import score_fusion
+
+    lexical = (np.array([1, 2, 3]), np.array([30.0, 20.0, 10.0]))
+    dense = (np.array([3, 4]), np.array([0.9, 0.8]))
+    fused = dict(score_fusion([lexical, dense], [0.3, 0.7]))
+    assert fused == {1: 0.3, 2: 0.15, 3: 0.7, 4: 0.0}
