@@ -112,6 +112,12 @@ def validate_query(query: str) -> str:
     """Return the normalised query, or raise InvalidInputError naming what is wrong."""
     if not isinstance(query, str):
         raise InvalidInputError("the query must be text")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(
+            "the query is not valid UTF-8 text; type it again or save the file as UTF-8"
+        ) from None
     if len(query) > MAX_QUERY_CHARS:
         raise InvalidInputError(
             f"the query has {len(query)} characters; the limit is {MAX_QUERY_CHARS}"

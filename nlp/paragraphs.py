@@ -15,6 +15,10 @@ from nlp.reader import RawDocument
 SECTION_SEPARATOR = " > "
 MAX_HEADING_CHARS = 160
 MIN_PASSAGE_WORDS = 5
+# A "paragraph" longer than this (a file without line breaks, a page dump) is cut at sentence
+# ends into passages of about this size, so that each stays searchable and embeddable.
+MAX_PASSAGE_CHARS = 3000
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?…;])\s+")
 
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
 _ROMAN = re.compile(r"^[IVXL]{1,5}\.\s+\S")
@@ -151,18 +155,42 @@ def split_passages(document: RawDocument) -> list[Passage]:
             continue
         if len(text.split()) < MIN_PASSAGE_WORDS and not _SENTENCE_END.search(text):
             continue  # a bare label, a name under a signature, a stray table cell
-        passages.append(
-            Passage(
-                doc=document.path,
-                title=title,
-                paragraph=len(passages) + 1,
-                start=start,
-                end=end,
-                section=SECTION_SEPARATOR.join(t for _, t in stack),
-                text=text,
+        for offset, piece in _cut_long(text):
+            passages.append(
+                Passage(
+                    doc=document.path,
+                    title=title,
+                    paragraph=len(passages) + 1,
+                    start=min(start + offset, end),
+                    end=min(start + offset + len(piece), end),
+                    section=SECTION_SEPARATOR.join(t for _, t in stack),
+                    text=piece,
+                )
             )
-        )
     return passages
+
+
+def _cut_long(text: str, limit: int = MAX_PASSAGE_CHARS) -> list[tuple[int, str]]:
+    """Cut `text` into (offset, piece) runs of whole sentences of at most about `limit` chars.
+
+    A sentence longer than `limit` is cut at a space.
+    """
+    if len(text) <= limit:
+        return [(0, text)]
+    pieces: list[tuple[int, str]] = []
+    start = 0
+    while start < len(text):
+        if len(text) - start <= limit:
+            end = len(text)
+        else:
+            window = text[start : start + limit]
+            breaks = [m.end() for m in _SENTENCE_BREAK.finditer(window)]
+            end = start + (breaks[-1] if breaks else (window.rfind(" ") + 1 or limit))
+        piece = text[start:end].strip()
+        if piece:
+            pieces.append((start, piece))
+        start = end
+    return pieces
 
 
 def _strip_md(text: str) -> str:

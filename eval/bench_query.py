@@ -1,0 +1,98 @@
+"""Query latency: query embedding alone, each search leg, bm25s alone, and hybrid over HTTP.
+
+Usage: python -m eval.bench_query --index DIR [--queries eval/queries/corpus.jsonl] [--repeat 3]
+
+Prints p50/p99 in milliseconds for every step, measured in the same run on the same queries,
+and the ratio of hybrid-over-HTTP p50/p99 to query-embedding p50/p99 (issue target: ≤ 1.3× and
+≤ 2×).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    array = np.asarray(samples) * 1000
+    return float(np.percentile(array, 50)), float(np.percentile(array, 99))
+
+
+def _time(fn, items, repeat):  # noqa: ANN001, ANN202
+    samples = []
+    for _ in range(repeat):
+        for item in items:
+            started = time.perf_counter()
+            fn(item)
+            samples.append(time.perf_counter() - started)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", required=True)
+    parser.add_argument("--queries", default="eval/queries/corpus.jsonl")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--backend", default="onnx", help="Query embedder backend.")
+    args = parser.parse_args()
+
+    import bm25s
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from eval.search import load_queries
+    from index.search import Searcher
+    from models.embedder import Embedder
+    from nlp.segment import query_terms
+
+    queries = [q.query for q in load_queries(args.queries)]
+    embedder = Embedder(backend=args.backend)
+    searcher = Searcher(args.index, embedder)
+    lexical = searcher._lexical  # the same bm25s object, for the side-by-side
+    terms = {q: query_terms(q) for q in queries}
+    for q in queries[:5]:  # warm up every path
+        searcher.search(q)
+
+    rows = {}
+    rows["query embedding"] = _time(lambda q: embedder.embed_queries([q]), queries, args.repeat)
+    rows["lexical leg (vnsearch)"] = _time(
+        lambda q: lexical.search(terms[q], 100), queries, args.repeat
+    )
+    rows["bm25s retrieve alone"] = _time(
+        lambda q: lexical._retriever.retrieve([terms[q]], k=100, show_progress=False, n_threads=1),
+        queries,
+        args.repeat,
+    )
+    rows["search lexical"] = _time(
+        lambda q: searcher.search(q, mode="lexical"), queries, args.repeat
+    )
+    rows["search dense"] = _time(lambda q: searcher.search(q, mode="dense"), queries, args.repeat)
+    rows["search hybrid"] = _time(lambda q: searcher.search(q), queries, args.repeat)
+    client = TestClient(create_app(args.index, searcher=searcher))
+    with client:
+        rows["HTTP /search hybrid"] = _time(
+            lambda q: client.get("/search", params={"q": q}).raise_for_status(),
+            queries,
+            args.repeat,
+        )
+    del bm25s
+    print(
+        f"index {args.index}: {searcher.manifest.passages} passages; {len(queries)} queries x "
+        f"{args.repeat}; embedder {embedder.name} ({args.backend})"
+    )
+    print(f"{'step':<26}{'p50 ms':>10}{'p99 ms':>10}")
+    for name, samples in rows.items():
+        p50, p99 = _percentiles(samples)
+        print(f"{name:<26}{p50:>10.2f}{p99:>10.2f}")
+    e50, e99 = _percentiles(rows["query embedding"])
+    h50, h99 = _percentiles(rows["HTTP /search hybrid"])
+    print(f"hybrid-over-HTTP / embedding: p50 {h50 / e50:.2f}x, p99 {h99 / e99:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
