@@ -1,0 +1,1 @@
+"""What is learned: the sentence embedder and the topic classifier."""
