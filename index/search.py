@@ -140,35 +140,45 @@ def validate_options(mode: str, k: int, offset: int, topic: str | None) -> None:
         raise InvalidInputError(f"unknown topic {topic!r}; use one of: {', '.join(TOPICS)}")
 
 
+_NON_WORD = re.compile(r"\W+")
+_WORD = re.compile(r"\w+")
+_EDGES = re.compile(r"^(\W*)(.*?)(\W*)$", re.DOTALL)
+
+
 def highlight(text: str, query: str, words: int = SNIPPET_WORDS) -> str:
     """Return an HTML-escaped snippet of `text` with query words wrapped in <mark>.
 
     Words match accent-insensitively when the query has no diacritics, exactly (ignoring
     case) otherwise. The snippet is the window of `words` words with the most matches.
     """
-    accented = has_diacritics(query)
-    key = (lambda w: w.lower()) if accented else fold_accents
-    wanted = {key(w) for w in re.findall(r"\w+", query)}
-    tokens = re.split(r"(\s+)", text)
-    marks = [bool(re.sub(r"\W", "", t)) and key(re.sub(r"\W", "", t)) in wanted for t in tokens]
-    span = 2 * words
-    best, best_start = -1, 0
-    for start in range(0, max(1, len(tokens) - span + 1), 2):
-        count = sum(marks[start : start + span])
-        if count > best:
-            best, best_start = count, start
-    window = range(best_start, min(len(tokens), best_start + span))
+    key = str.lower if has_diacritics(query) else fold_accents
+    wanted = {key(w) for w in _WORD.findall(query)}
+    tokens = text.split()
+    marks = [0] * len(tokens)
+    for i, token in enumerate(tokens):
+        core = _NON_WORD.sub("", token)
+        if core and key(core) in wanted:
+            marks[i] = 1
+    best, best_start, running = -1, 0, sum(marks[:words])
+    for start in range(max(1, len(tokens) - words + 1)):
+        if start:
+            running += (
+                marks[start + words - 1] - marks[start - 1]
+                if start + words - 1 < len(tokens)
+                else -marks[start - 1]
+            )
+        if running > best:
+            best, best_start = running, start
     out = []
-    for i in window:
-        token = html.escape(tokens[i])
+    for i in range(best_start, min(len(tokens), best_start + words)):
         if marks[i]:
-            match = re.match(r"^(\W*)(.*?)(\W*)$", tokens[i])
-            lead, core, tail = (html.escape(g) for g in match.groups())
-            token = f"{lead}<mark>{core}</mark>{tail}"
-        out.append(token)
+            lead, core, tail = (html.escape(g) for g in _EDGES.match(tokens[i]).groups())
+            out.append(f"{lead}<mark>{core}</mark>{tail}")
+        else:
+            out.append(html.escape(tokens[i]))
     prefix = "… " if best_start > 0 else ""
-    suffix = " …" if window.stop < len(tokens) else ""
-    return prefix + "".join(out).strip() + suffix
+    suffix = " …" if best_start + words < len(tokens) else ""
+    return prefix + " ".join(out) + suffix
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 # Invisible characters that break matching but carry no meaning in running text.
 _INVISIBLE: dict[int, str | None] = dict.fromkeys(
@@ -62,6 +63,7 @@ def normalize_text(text: str, *, keep_newlines: bool = False) -> str:
     return _SPACES.sub(" ", text.replace("\n", " ")).strip()
 
 
+@lru_cache(maxsize=1 << 16)
 def fold_accents(text: str) -> str:
     """Return the accent-folded, lower-cased matching key of `text`.
 
