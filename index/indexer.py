@@ -33,6 +33,9 @@ from nlp.reader import ManifestTitles, ReadFailure, iter_files, read_document
 from nlp.segment import BackgroundSegmenter, lexical_terms
 
 EMBED_BATCH_PASSAGES = 256
+# Bump when reading, splitting or normalisation changes what passages a file gives: every file
+# is then re-read once (its unchanged paragraphs keep their ids and stored vectors).
+PASSAGE_FORMAT = 2
 
 
 class PassageEmbedder(Protocol):
@@ -189,7 +192,7 @@ def _apply_files(
     for done, path in enumerate(files, start=1):
         key = os.path.abspath(path)
         try:
-            sha = file_sha256(path) if os.path.isfile(path) else ""
+            sha = f"{file_sha256(path)}:p{PASSAGE_FORMAT}" if os.path.isfile(path) else ""
             row = conn.execute("SELECT sha256 FROM documents WHERE key = ?", (key,)).fetchone()
             if row is not None and row["sha256"] == sha:
                 report.files_skipped += 1
