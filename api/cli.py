@@ -44,10 +44,17 @@ def _read_texts(texts: list[str] | None, input_file: Path | None, field: str = "
                     ) from None
             else:
                 found.append(line)
-    if not found:
-        from nlp.errors import InvalidInputError
+    from nlp.errors import InvalidInputError
 
+    if not found:
         raise InvalidInputError("no input: give TEXT arguments or --input FILE")
+    for number, text in enumerate(found, start=1):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInputError(
+                f"input {number} is not valid UTF-8 text; pass UTF-8 text or save the file as UTF-8"
+            ) from None
     return found
 
 
