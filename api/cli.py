@@ -355,7 +355,7 @@ def serve(
 @eval_app.command("search")
 def eval_search(
     queries: Annotated[Path, typer.Option(help="Query set (JSON Lines).")] = Path(
-        "eval/queries/corpus.jsonl"
+        "eval/queries/search-eval.jsonl"
     ),
     index_dir: Annotated[Path, typer.Option("--index", help="Index folder.")] = Path("index"),
     k: Annotated[int, typer.Option("-k", help="Cut-off for nDCG and MRR.")] = 10,

@@ -1,6 +1,6 @@
 """Query latency: query embedding alone, each search leg, bm25s alone, and hybrid over HTTP.
 
-Usage: python -m eval.bench_query --index DIR [--queries eval/queries/corpus.jsonl] [--repeat 3]
+Usage: python -m eval.bench_query --index DIR [--queries eval/queries/search-eval.jsonl] [--repeat 3]
 
 Prints p50/p99 in milliseconds for every step, measured in the same run on the same queries,
 and the ratio of hybrid-over-HTTP p50/p99 to query-embedding p50/p99 (issue target: ≤ 1.3× and
@@ -36,7 +36,7 @@ def _time(fn, items, repeat):  # noqa: ANN001, ANN202
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", required=True)
-    parser.add_argument("--queries", default="eval/queries/corpus.jsonl")
+    parser.add_argument("--queries", default="eval/queries/search-eval.jsonl")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--backend", default="onnx", help="Query embedder backend.")
     args = parser.parse_args()

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from eval.search import load_queries
 from nlp.errors import InvalidInputError
 
-DEFAULT_QUERIES = Path(__file__).resolve().parent / "queries" / "corpus.jsonl"
+DEFAULT_QUERIES = Path(__file__).resolve().parent / "queries" / "search-eval.jsonl"
 START_TIMEOUT_S = 180.0
 MAX_ERROR_EXAMPLES = 5
 

@@ -56,7 +56,7 @@ FUSIONS = ("score", "rrf")
 class FusionSettings:
     """How the hybrid mode fuses its legs.
 
-    Chosen by cross-validation over the two halves of eval/queries/corpus.jsonl (see
+    Chosen by cross-validation over the two halves of eval/queries/search-eval.jsonl (see
     eval/RESULTS.md): a weighted sum of min-max normalised scores with lexical weight 0.3 beat
     both legs on each held-out half, where plain reciprocal rank fusion did not.
     """
