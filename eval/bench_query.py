@@ -1,6 +1,6 @@
 """Query latency: query embedding alone, each search leg, bm25s alone, and hybrid over HTTP.
 
-Usage: python -m eval.bench_query --index DIR [--queries eval/queries/search-eval.jsonl] [--repeat 3]
+Usage: python -m eval.bench_query --index DIR [--queries FILE.jsonl] [--repeat 3]
 
 Prints p50/p99 in milliseconds for every step, measured in the same run on the same queries,
 and the ratio of hybrid-over-HTTP p50/p99 to query-embedding p50/p99 (issue target: ≤ 1.3× and
