@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -157,6 +158,12 @@ def index_paths(
             if prune:
                 report.files_pruned = _prune(conn)
             conn.commit()
+            if manifest is not None and not (report.files_indexed or report.files_pruned):
+                conn.close()  # nothing changed: keep the current generation as it is
+                shutil.rmtree(tmp, ignore_errors=True)
+                report.passages = manifest.passages
+                report.seconds = time.perf_counter() - started
+                return report
             counts = _finish_generation(
                 conn, tmp, resolve_kind(dense_kind, _count(conn)), model.dim
             )

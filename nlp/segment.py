@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import cache
@@ -59,6 +61,20 @@ def segment_texts(texts: Sequence[str], workers: int = 1) -> list[list[str]]:
         return [tokens for chunk in pool.map(_segment_chunk, chunks) for tokens in chunk]
 
 
+def _exit_with(parent: int) -> None:
+    """Worker initializer: end the worker once the indexing process is gone (even SIGKILLed)."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 class BackgroundSegmenter:
     """Segments batches in worker processes so that the caller can embed meanwhile.
 
@@ -74,7 +90,12 @@ class BackgroundSegmenter:
             import multiprocessing
 
             context = multiprocessing.get_context("forkserver")
-            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            self._pool = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=context,
+                initializer=_exit_with,
+                initargs=(os.getpid(),),
+            )
 
     def submit(self, texts: Sequence[str]) -> Callable[[], list[list[str]]]:
         """Start segmenting `texts`; call the result to get one token list per text."""
