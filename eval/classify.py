@@ -90,6 +90,7 @@ def evaluate(
     examples: Sequence[LabelledExample],
     tokens: Sequence[Sequence[str]] | None = None,
     use_sections: bool = True,
+    embeddings: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Score a classifier on labelled examples.
 
@@ -98,11 +99,13 @@ def evaluate(
         examples: Labelled paragraphs.
         tokens: Their segmentation when already known.
         use_sections: Pass the examples' section headings to the classifier.
+        embeddings: Their passage embeddings when already known (for a classifier that reads
+            them; it embeds the texts itself otherwise).
 
     Returns:
         The dict of `classification_metrics`, with `log_loss`.
     """
-    predictions = _predict(classifier, examples, tokens, use_sections)
+    predictions = _predict(classifier, examples, tokens, use_sections, embeddings)
     return classification_metrics(
         [example.label for example in examples],
         [prediction.topic for prediction in predictions],
@@ -115,9 +118,13 @@ def _predict(
     examples: Sequence[LabelledExample],
     tokens: Sequence[Sequence[str]] | None,
     use_sections: bool,
+    embeddings: np.ndarray | None = None,
 ) -> list[TopicPrediction]:
     sections = [example.section if use_sections else "" for example in examples]
-    return classifier.predict([example.text for example in examples], tokens, sections)
+    texts = [example.text for example in examples]
+    if embeddings is None:  # classifiers without a dense block need not take the argument
+        return classifier.predict(texts, tokens, sections)
+    return classifier.predict(texts, tokens, sections, embeddings=embeddings)
 
 
 def document_folds(
@@ -159,8 +166,11 @@ def grouped_cross_validation(
     extra: Sequence[LabelledExample] = (),
     tokens: Sequence[Sequence[str]] | None = None,
     extra_tokens: Sequence[Sequence[str]] | None = None,
+    embeddings: np.ndarray | None = None,
+    extra_embeddings: np.ndarray | None = None,
     workers: int = 1,
     use_sections: bool = True,
+    score_text_only: bool = False,
     train_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Cross-validate `train_classifier` with whole documents held out.
@@ -177,15 +187,23 @@ def grouped_cross_validation(
         extra: Training-only examples.
         tokens: The examples' segmentation when already known (segmented once otherwise).
         extra_tokens: The same for `extra`.
+        embeddings: The examples' passage embeddings (`Embedder.embed_passages`), so that
+            folds do not embed again; pass `embedder` in `train_options` when they do not come
+            from the default embedder.
+        extra_embeddings: The same for `extra`; needed when `embeddings` is given.
         workers: Processes for segmentation (0: every core).
         use_sections: Pass section headings to the classifier when predicting.
-        train_options: Keyword arguments for `train_classifier` (`c`, `features` ...).
+        score_text_only: Also let the same fold models predict without section headings, and
+            score that in `"text_only"` (headings are a training feature either way).
+        train_options: Keyword arguments for `train_classifier` (`c`, `features`,
+            `embedding_weight`, `embedder` ...).
 
     Returns:
         The dict of `classification_metrics` over all held-out predictions, plus
         `"per_fold_macro_f1"`, `"folds"` (each fold's train and test documents and sizes),
-        `"by_source"` (the same metrics on the rows of each `source`), and `"predictions"`
-        (the held-out label of each example, in order).
+        `"by_source"` (the same metrics on the rows of each `source`), `"predictions"`
+        (the held-out label of each example, in order) and, with `score_text_only`,
+        `"text_only"` (the metrics, `"by_source"` and `"predictions"` without headings).
     """
     from models.topics import train_classifier
 
@@ -197,25 +215,51 @@ def grouped_cross_validation(
         if extra and extra_tokens is None:
             extra_tokens = segment_texts([example.text for example in extra], workers=workers)
     extra_tokens = extra_tokens or []
+    if embeddings is not None:
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        if len(embeddings) != len(examples) or (
+            extra and (extra_embeddings is None or len(extra_embeddings) != len(extra))
+        ):
+            raise InvalidInputError(
+                "pass one embedding per example and per extra example, or none at all"
+            )
+        if extra_embeddings is None:
+            extra_embeddings = np.zeros((0, embeddings.shape[1]), dtype=np.float32)
+        extra_embeddings = np.asarray(extra_embeddings, dtype=np.float32)
     true = [example.label for example in examples]
-    predicted: list[str] = [""] * len(examples)
-    scores: list[dict[str, float]] = [{}] * len(examples)
+    variants = [use_sections, False] if score_text_only else [use_sections]
+    predicted = [[""] * len(examples) for _ in variants]
+    scores: list[list[dict[str, float]]] = [[{}] * len(examples) for _ in variants]
     fold_reports = []
     for train, test in document_folds(examples, folds, seed):
         held_out = {examples[i].group for i in test}
         added = [i for i, example in enumerate(extra) if example.group not in held_out]
+        fold_options = dict(train_options or {})
+        if embeddings is not None and extra_embeddings is not None:
+            fold_options["embeddings"] = np.concatenate(
+                [embeddings[train], extra_embeddings[added]]
+            )
         classifier = train_classifier(
             [examples[i] for i in train] + [extra[i] for i in added],
             tokens=[tokens[i] for i in train] + [extra_tokens[i] for i in added],
             seed=seed,
-            **(train_options or {}),
+            **fold_options,
         )
         test_examples = [examples[i] for i in test]
-        predictions = _predict(classifier, test_examples, [tokens[i] for i in test], use_sections)
-        for index, prediction in zip(test, predictions, strict=True):
-            predicted[index] = prediction.topic
-            scores[index] = prediction.scores
-        fold_metrics = classification_metrics([true[i] for i in test], [predicted[i] for i in test])
+        for variant, with_sections in enumerate(variants):
+            predictions = _predict(
+                classifier,
+                test_examples,
+                [tokens[i] for i in test],
+                with_sections,
+                embeddings[test] if embeddings is not None else None,
+            )
+            for index, prediction in zip(test, predictions, strict=True):
+                predicted[variant][index] = prediction.topic
+                scores[variant][index] = prediction.scores
+        fold_metrics = classification_metrics(
+            [true[i] for i in test], [predicted[0][i] for i in test]
+        )
         fold_reports.append(
             {
                 "train_groups": sorted(
@@ -227,16 +271,29 @@ def grouped_cross_validation(
                 "macro_f1": fold_metrics["macro_f1"],
             }
         )
-    result = classification_metrics(true, predicted, scores)
+    result = _pooled_metrics(examples, predicted[0], scores[0])
     result["per_fold_macro_f1"] = [fold["macro_f1"] for fold in fold_reports]
     result["folds"] = fold_reports
+    if score_text_only:
+        result["text_only"] = _pooled_metrics(examples, predicted[1], scores[1])
+    return result
+
+
+def _pooled_metrics(
+    examples: Sequence[LabelledExample],
+    predicted: Sequence[str],
+    scores: Sequence[dict[str, float]],
+) -> dict[str, Any]:
+    """Score held-out predictions overall and per source; keep the predictions."""
+    true = [example.label for example in examples]
+    result = classification_metrics(true, predicted, scores)
     result["by_source"] = {}
     for source in sorted({example.source for example in examples}):
         rows = [i for i, example in enumerate(examples) if example.source == source]
         result["by_source"][source] = classification_metrics(
             [true[i] for i in rows], [predicted[i] for i in rows], [scores[i] for i in rows]
         )
-    result["predictions"] = predicted
+    result["predictions"] = list(predicted)
     return result
 
 

@@ -4,19 +4,27 @@ Usage (from the repository root):
 
     python -m eval.train_topics                   # cross-validate, then write models/topic_model/
     python -m eval.train_topics --mode transfer   # train on one label source, test on the other
-    python -m eval.train_topics --mode all --plot var/topics-cv.png
+    python -m eval.train_topics --mode all --baseline --embedding-cache /tmp/vnsearch-emb
 
 Cross-validation holds out whole documents (every paragraph of a file is on one side), in two
 protocols: folds over the dev documents with the other sources added to training folds only
-(scores on dev rows), and folds over all documents (scores on all rows, per source). Both run
-with and without the section heading feature. The transfer mode trains on the dev labels (plus
-the report headings) and tests on this project's labels from documents that have no dev row,
-then the other way round, so that no number comes from a single split or from training data.
+(scores on dev rows), and folds over all documents (scores on all rows, per source). The fold
+models are scored with and without the section heading feature, and every number is the mean
+over the `--seeds` fold assignments (per-seed values are printed beside it). The transfer mode
+trains on the dev labels (plus the report headings) and tests on this project's labels from
+documents that have no dev row, then the other way round, so that no number comes from a
+single split or from training data. `--baseline` runs the same protocols for the TF-IDF-only
+model (`--embedding-weight 0`), for a before/after comparison in one run.
+
+The training paragraphs are embedded once (the int8 ONNX multilingual-e5-small, as the
+classifier itself does) and the vectors reused by every fold; `--embedding-cache DIR` keeps them
+on disk between runs, keyed by the embedder's fingerprint and the texts.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -25,10 +33,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from eval.classify import evaluate, grouped_cross_validation, plot_confusion  # noqa: E402
 from models.topics import (  # noqa: E402
+    DEFAULT_EMBEDDING_WEIGHT,
     DEFAULT_LABELS_PATH,
     DEFAULT_MODEL_DIR,
     DEFAULT_SHARED_DIR,
@@ -38,8 +49,11 @@ from models.topics import (  # noqa: E402
     TOPICS,
     LabelledExample,
     default_training_examples,
+    shared_embedder,
     train_classifier,
 )
+
+TRANSFER_SPLITS = ("dev+report -> own", "own -> dev")
 
 
 def _table(title: str, result: dict[str, Any]) -> str:
@@ -54,9 +68,9 @@ def _table(title: str, result: dict[str, Any]) -> str:
             f"  {label:<18} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>6.3f} "
             f"{row['support']:>8d}"
         )
-    if "per_fold_macro_f1" in result:
-        folds = ", ".join(f"{value:.3f}" for value in result["per_fold_macro_f1"])
-        lines.append(f"  per-fold macro-F1: {folds}")
+    if "per_seed_macro_f1" in result:
+        seeds = ", ".join(f"{value:.3f}" for value in result["per_seed_macro_f1"])
+        lines.append(f"  macro-F1 per seed: {seeds}")
     return "\n".join(lines)
 
 
@@ -88,6 +102,24 @@ def _segment(examples: Sequence[LabelledExample], workers: int) -> list[list[str
     return segment_texts([example.text for example in examples], workers=workers)
 
 
+def _embed(examples: Sequence[LabelledExample], embedder: Any, cache: Path | None) -> np.ndarray:
+    """Embed the examples' texts, reusing a cached array of the same embedder and texts."""
+    texts = [example.text for example in examples]
+    key = hashlib.sha1("\0".join(texts).encode("utf-8")).hexdigest()[:16]
+    path = cache / f"topics-{embedder.fingerprint}-{key}.npy" if cache else None
+    if path is not None and path.is_file():
+        vectors = np.load(path, allow_pickle=False)
+        if vectors.shape == (len(texts), embedder.dim):
+            return vectors
+    vectors = embedder.embed_passages(texts)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.{os.getpid()}.npy")
+        np.save(staging, vectors, allow_pickle=False)
+        os.replace(staging, path)
+    return vectors
+
+
 def _agreement(shared: Path) -> dict[str, str]:
     """Map each dev row's normalised text to its `agreement` (high / low)."""
     import json
@@ -111,129 +143,235 @@ def _subset(result: dict[str, Any], rows: Sequence[LabelledExample], keep: Seque
     )
 
 
+def _mean_metrics(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Average metric dicts of several seeds; confusion matrices are summed."""
+    first = results[0]
+
+    def mean(values: Sequence[float]) -> float:
+        return float(np.mean(values))
+
+    merged: dict[str, Any] = {
+        "n": first["n"],
+        "accuracy": mean([r["accuracy"] for r in results]),
+        "macro_f1": mean([r["macro_f1"] for r in results]),
+        "per_seed_macro_f1": [r["macro_f1"] for r in results],
+        "per_class": {
+            label: {
+                "precision": mean([r["per_class"][label]["precision"] for r in results]),
+                "recall": mean([r["per_class"][label]["recall"] for r in results]),
+                "f1": mean([r["per_class"][label]["f1"] for r in results]),
+                "support": row["support"],
+            }
+            for label, row in first["per_class"].items()
+        },
+        "confusion": {
+            "labels": first["confusion"]["labels"],
+            "matrix": np.sum([r["confusion"]["matrix"] for r in results], axis=0).tolist(),
+        },
+    }
+    if "log_loss" in first:
+        merged["log_loss"] = mean([r["log_loss"] for r in results])
+    if "by_source" in first:
+        merged["by_source"] = {
+            source: _mean_metrics([r["by_source"][source] for r in results])
+            for source in first["by_source"]
+        }
+    return merged
+
+
+def _rounded(result: dict[str, Any]) -> dict[str, Any]:
+    summary: dict[str, Any] = {"macro_f1": round(result["macro_f1"], 4)}
+    if "per_seed_macro_f1" in result:
+        summary["macro_f1_per_seed"] = [round(v, 4) for v in result["per_seed_macro_f1"]]
+    summary["accuracy"] = round(result["accuracy"], 4)
+    summary["per_class_f1"] = {k: round(v["f1"], 4) for k, v in result["per_class"].items()}
+    if "log_loss" in result:
+        summary["log_loss"] = round(result["log_loss"], 4)
+    return summary
+
+
 def run_cross_validation(
     examples: Sequence[LabelledExample],
     tokens: Sequence[Sequence[str]],
+    embeddings: np.ndarray | None,
+    options: dict[str, Any],
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    """Print both grouped CV protocols; return a summary for the model manifest.
+    """Print both grouped CV protocols, averaged over seeds; return a summary for the manifest.
 
     Dev protocol: folds split the dev rows by document; the other sources join each training
     fold unless their document is held out; only dev rows are scored (all of them, and those
     both readers were confident about). All-rows protocol: folds split every row by document and
-    every row is scored, per source as well. Each runs with and without section headings.
+    every row is scored, per source as well. The fold models are scored with and without
+    section headings.
     """
-    options = {"c": args.c}
     agreement = _agreement(args.shared)
     dev = [i for i, e in enumerate(examples) if e.source == SOURCE_DEV]
     extra = [i for i, e in enumerate(examples) if e.source != SOURCE_DEV]
     dev_rows = [examples[i] for i in dev]
     high = [k for k, e in enumerate(dev_rows) if agreement.get(e.text) == "high"]
-    summary: dict[str, Any] = {"folds": args.folds, "seed": args.seed}
-    for use_sections in (True, False):
-        heading = "with section headings" if use_sections else "text only (no headings)"
-        started = time.perf_counter()
-        result = grouped_cross_validation(
+    pick = (lambda rows: embeddings[rows]) if embeddings is not None else (lambda rows: None)
+
+    runs: dict[str, list[dict[str, Any]]] = {}
+    started = time.perf_counter()
+    for seed in args.seeds:
+        dev_run = grouped_cross_validation(
             dev_rows,
             folds=args.folds,
-            seed=args.seed,
+            seed=seed,
             extra=[examples[i] for i in extra],
             tokens=[tokens[i] for i in dev],
             extra_tokens=[tokens[i] for i in extra],
-            use_sections=use_sections,
+            embeddings=pick(dev),
+            extra_embeddings=pick(extra),
+            score_text_only=True,
             train_options=options,
         )
-        confident = _subset(result, dev_rows, high)
+        all_run = grouped_cross_validation(
+            examples,
+            folds=args.folds,
+            seed=seed,
+            tokens=tokens,
+            embeddings=embeddings,
+            score_text_only=True,
+            train_options=options,
+        )
+        for key, result in (
+            ("dev_protocol", dev_run),
+            ("dev_protocol_text_only", dev_run["text_only"]),
+            ("all_rows", all_run),
+            ("all_rows_text_only", all_run["text_only"]),
+        ):
+            runs.setdefault(key, []).append(result)
+            if key.startswith("dev"):
+                runs.setdefault(f"{key}_high", []).append(_subset(result, dev_rows, high))
+        print(f"  CV seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
+
+    summary: dict[str, Any] = {"folds": args.folds, "seeds": list(args.seeds)}
+    for key in ("dev_protocol", "dev_protocol_text_only"):
+        heading = "with section headings" if key == "dev_protocol" else "text only (no headings)"
+        result, confident = _mean_metrics(runs[key]), _mean_metrics(runs[f"{key}_high"])
         print(
-            f"\n=== dev protocol: {args.folds}-fold CV over dev documents, other sources "
-            f"train only, {heading} ({time.perf_counter() - started:.0f} s) ==="
+            f"\n=== dev protocol: {args.folds}-fold CV over dev documents, other sources train "
+            f"only, {heading}, mean of seeds {args.seeds} ==="
         )
         print(_table("held-out dev rows", result))
         print(_table("held-out dev rows with agreement=high", confident))
-        if use_sections:
-            print("\nconfusion matrix, held-out dev rows:")
+        if key == "dev_protocol":
+            print("\nconfusion matrix, held-out dev rows (summed over seeds):")
             print(_confusion(result))
-            dev_result = result
-        key = "dev_protocol" if use_sections else "dev_protocol_text_only"
+            summary["plot_source"] = result
         summary[key] = {
-            "macro_f1": round(result["macro_f1"], 4),
-            "accuracy": round(result["accuracy"], 4),
+            **_rounded(result),
             "macro_f1_high_agreement": round(confident["macro_f1"], 4),
-            "per_class_f1": {k: round(v["f1"], 4) for k, v in result["per_class"].items()},
-            "log_loss": round(result["log_loss"], 4),
         }
-
-        started = time.perf_counter()
-        result = grouped_cross_validation(
-            examples,
-            folds=args.folds,
-            seed=args.seed,
-            tokens=tokens,
-            use_sections=use_sections,
-            train_options=options,
-        )
+    for key in ("all_rows", "all_rows_text_only"):
+        heading = "with section headings" if key == "all_rows" else "text only (no headings)"
+        result = _mean_metrics(runs[key])
         print(
-            f"\n=== all-rows protocol: {args.folds}-fold CV over all documents, {heading} "
-            f"({time.perf_counter() - started:.0f} s) ==="
+            f"\n=== all-rows protocol: {args.folds}-fold CV over all documents, {heading}, "
+            f"mean of seeds {args.seeds} ==="
         )
         print(_table("all held-out rows", result))
         for source, subset in result["by_source"].items():
             print(_table(f"held-out rows from source '{source}'", subset))
-        key = "all_rows" if use_sections else "all_rows_text_only"
         summary[key] = {
-            "macro_f1": round(result["macro_f1"], 4),
-            "accuracy": round(result["accuracy"], 4),
+            **_rounded(result),
             "by_source_macro_f1": {
                 k: round(v["macro_f1"], 4) for k, v in result["by_source"].items()
             },
-            "log_loss": round(result["log_loss"], 4),
         }
-    summary["plot_source"] = dev_result
     return summary
 
 
 def run_transfer(
     examples: Sequence[LabelledExample],
     tokens: Sequence[Sequence[str]],
+    embeddings: np.ndarray | None,
+    options: dict[str, Any],
     args: argparse.Namespace,
-) -> None:
+) -> dict[str, Any]:
     """Train on one label source and test on the other, on documents the model never saw."""
     dev_documents = {e.group for e in examples if e.source in (SOURCE_DEV, SOURCE_REPORT)}
+    own_elsewhere = [
+        i for i, e in enumerate(examples) if e.source == SOURCE_OWN and e.group not in dev_documents
+    ]
     splits = {
-        "dev+report -> own labels on documents without dev rows": (
+        TRANSFER_SPLITS[0]: (
             [i for i, e in enumerate(examples) if e.source in (SOURCE_DEV, SOURCE_REPORT)],
-            [
-                i
-                for i, e in enumerate(examples)
-                if e.source == SOURCE_OWN and e.group not in dev_documents
-            ],
+            own_elsewhere,
         ),
-        "own labels on documents without dev rows -> dev": (
-            [
-                i
-                for i, e in enumerate(examples)
-                if e.source == SOURCE_OWN and e.group not in dev_documents
-            ],
+        TRANSFER_SPLITS[1]: (
+            own_elsewhere,
             [i for i, e in enumerate(examples) if e.source == SOURCE_DEV],
         ),
     }
+    summary = {}
     for title, (train, test) in splits.items():
         train_examples = [examples[i] for i in train]
         if {e.label for e in train_examples} != set(TOPICS):
             print(f"\n=== transfer: {title}: skipped, a label is missing from training ===")
             continue
+        extra_options = {} if embeddings is None else {"embeddings": embeddings[train]}
         classifier = train_classifier(
-            train_examples, tokens=[tokens[i] for i in train], c=args.c, seed=args.seed
+            train_examples,
+            tokens=[tokens[i] for i in train],
+            seed=args.seeds[0],
+            **options,
+            **extra_options,
         )
         test_examples = [examples[i] for i in test]
         shared_documents = {e.group for e in train_examples} & {e.group for e in test_examples}
-        result = evaluate(classifier, test_examples, [tokens[i] for i in test])
-        print(f"\n=== transfer: {title} ===")
+        result = evaluate(
+            classifier,
+            test_examples,
+            [tokens[i] for i in test],
+            embeddings=embeddings[test] if embeddings is not None else None,
+        )
+        print(f"\n=== transfer: {title} (own labels only on documents without dev rows) ===")
         print(
             f"  train {len(train)} rows, test {len(test)} rows, "
             f"documents on both sides: {len(shared_documents)}"
         )
         print(_table("test rows", result))
+        summary[title] = {**_rounded(result), "n_train": len(train), "n_test": len(test)}
+    return summary
+
+
+def _evaluate_all(
+    examples: Sequence[LabelledExample],
+    tokens: Sequence[Sequence[str]],
+    embeddings: np.ndarray | None,
+    options: dict[str, Any],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    if args.mode in ("train", "cv", "all"):
+        summary = run_cross_validation(examples, tokens, embeddings, options, args)
+    if args.mode in ("transfer", "all"):
+        summary["transfer"] = run_transfer(examples, tokens, embeddings, options, args)
+    return summary
+
+
+def _comparison(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """A before/after table of the headline macro-F1 numbers."""
+    rows = [
+        ("dev rows", ("dev_protocol", "macro_f1")),
+        ("dev rows, agreement=high", ("dev_protocol", "macro_f1_high_agreement")),
+        ("dev rows, no headings", ("dev_protocol_text_only", "macro_f1")),
+        ("all rows", ("all_rows", "macro_f1")),
+        ("all rows, no headings", ("all_rows_text_only", "macro_f1")),
+    ] + [(f"transfer {title}", ("transfer", title, "macro_f1")) for title in TRANSFER_SPLITS]
+    lines = [f"  {'macro-F1':<32} {'TF-IDF only':>11} {'+ embeddings':>12}"]
+    for name, path in rows:
+        values = []
+        for summary in (before, after):
+            value: Any = summary
+            for key in path:
+                value = value.get(key, {}) if isinstance(value, dict) else {}
+            values.append(f"{value:.3f}" if isinstance(value, float) else "-")
+        lines.append(f"  {name:<32} {values[0]:>11} {values[1]:>12}")
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -265,8 +403,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         "all: CV, transfer, then write the model",
     )
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds",
+        type=lambda value: [int(part) for part in value.split(",")],
+        default=[0, 1],
+        help="comma-separated seeds of the CV fold assignments; numbers are their mean "
+        "(the first also seeds the calibration folds of the shipped model)",
+    )
     parser.add_argument("--c", type=float, default=10.0, help="logistic regression C")
+    parser.add_argument(
+        "--embedding-weight",
+        type=float,
+        default=DEFAULT_EMBEDDING_WEIGHT,
+        help="scale of the passage embeddings beside the TF-IDF blocks; 0: TF-IDF only",
+    )
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also cross-validate the TF-IDF-only model and print a before/after table",
+    )
+    parser.add_argument(
+        "--embedding-cache",
+        type=Path,
+        help="folder that keeps the training embeddings between runs (e.g. /tmp/vnsearch-emb)",
+    )
     parser.add_argument(
         "--workers", type=int, default=0, help="processes for word segmentation (0: every core)"
     )
@@ -285,25 +445,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     tokens = _segment(examples, args.workers)
     print(f"segmented {len(examples)} paragraphs in {time.perf_counter() - started:.0f} s")
 
-    summary: dict[str, Any] = {}
-    if args.mode in ("train", "cv", "all"):
-        summary = run_cross_validation(examples, tokens, args)
-        dev_result = summary.pop("plot_source")
-        if args.plot:
-            plot_confusion(dev_result, args.plot)
-            print(f"confusion matrix of the dev protocol written to {args.plot}")
-    if args.mode in ("transfer", "all"):
-        run_transfer(examples, tokens, args)
+    options: dict[str, Any] = {"c": args.c, "embedding_weight": args.embedding_weight}
+    embeddings = None
+    if args.embedding_weight > 0:
+        started = time.perf_counter()
+        try:
+            embedder = shared_embedder()
+            embeddings = _embed(examples, embedder, args.embedding_cache)
+        except VnsearchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        options["embedder"] = embedder
+        print(
+            f"embedded {len(examples)} paragraphs with {embedder.name} ({embedder.fingerprint}) "
+            f"in {time.perf_counter() - started:.0f} s"
+        )
+
+    baseline: dict[str, Any] = {}
+    if args.baseline and args.embedding_weight > 0 and args.mode != "train":
+        print("\n######## baseline: TF-IDF only (--embedding-weight 0) ########")
+        baseline = _evaluate_all(examples, tokens, None, {"c": args.c, "embedding_weight": 0}, args)
+        baseline.pop("plot_source", None)
+        print(f"\n######## model: TF-IDF + embeddings (weight {args.embedding_weight:g}) ########")
+    summary = _evaluate_all(examples, tokens, embeddings, options, args)
+    dev_result = summary.pop("plot_source", None)
+    if args.plot and dev_result is not None:
+        plot_confusion(dev_result, args.plot)
+        print(f"confusion matrix of the dev protocol written to {args.plot}")
+    if baseline:
+        summary["baseline_tfidf_only"] = baseline
+        print("\nbefore/after (mean macro-F1 over seeds " + ",".join(map(str, args.seeds)) + "):")
+        print(_comparison(baseline, summary))
     if args.mode in ("train", "all"):
-        classifier = train_classifier(examples, tokens=tokens, c=args.c, seed=args.seed)
+        classifier = train_classifier(
+            examples, tokens=tokens, embeddings=embeddings, seed=args.seeds[0], **options
+        )
         if summary:
+            summary["embedding_weight"] = args.embedding_weight
             classifier.info["cross_validation"] = summary
         classifier.save(args.out)
         size = sum(f.stat().st_size for f in args.out.iterdir())
+        dense = classifier.embedding.dim if classifier.embedding is not None else 0
         print(
             f"\nwrote {args.out} ({size / 1024:.0f} KiB, temperature "
             f"{classifier.temperature:.2f}, {sum(len(b.vocabulary) for b in classifier.blocks)}"
-            " features)"
+            f" TF-IDF features + {dense} embedding dimensions)"
         )
     return 0
 

@@ -52,11 +52,14 @@ class PassageEmbedder(Protocol):
 class PassageClassifier(Protocol):
     """What the indexer needs from a topic classifier (models.topics.TopicClassifier)."""
 
+    embedding_fingerprint: str | None
+
     def predict(
         self,
         texts: Sequence[str],
         tokens: Sequence[Sequence[str]] | None = None,
         sections: Sequence[str] | None = None,
+        embeddings: np.ndarray | None = None,
     ) -> list: ...
 
 
@@ -243,11 +246,16 @@ def _store_documents(
     vectors = [known.get(pid) for pid in ids]
     for j, i in enumerate(missing):
         vectors[i] = fresh[j]
-    topics = (
-        classifier.predict(texts, tokens=tokens, sections=[p.section for p in passages])
-        if classifier is not None
-        else [None] * len(passages)
-    )
+    topics: list = [None] * len(passages)
+    if classifier is not None:
+        # The classifier reads the passage vectors too; reuse them when they come from its model.
+        same_model = getattr(classifier, "embedding_fingerprint", None) == embedder.fingerprint
+        topics = classifier.predict(
+            texts,
+            tokens=tokens,
+            sections=[p.section for p in passages],
+            embeddings=np.stack(vectors).astype(np.float32) if same_model and vectors else None,
+        )
     offset = 0
     for doc in pending:
         conn.execute("DELETE FROM documents WHERE key = ?", (doc.key,))

@@ -1,10 +1,15 @@
-"""Topic classifier for report paragraphs: TF-IDF of segmented words and characters, linear model.
+"""Topic classifier for report paragraphs: TF-IDF blocks plus passage embeddings, linear model.
 
 Labels follow `shared/labels/GUIDE.md`: ideology, organisation, inspection, mass_mobilisation,
 anti_corruption and other. A paragraph is represented by three TF-IDF blocks (underthesea words
 and word bigrams, character n-grams of the lower-cased text, and the words of its section
-heading when one is given), fed to a class-weighted multinomial logistic regression whose
-probabilities are softened by one temperature fitted on held-out documents.
+heading when one is given) and, by default, a dense block: its passage embedding from
+`models.embedder.Embedder` (multilingual-e5-small, `passage: ` prefix), scaled by a fixed
+weight. The blocks are concatenated and fed to a class-weighted multinomial logistic regression
+whose probabilities are softened by one temperature fitted on held-out documents. The dense
+block is the vector the indexer already stores for each passage, so indexing pays for it once;
+grouped cross-validation and the transfer between label sources both favour it over TF-IDF
+alone (numbers in the model manifest and `eval/train_topics.py`).
 
 Training sources (`default_training_examples`) are combined in order of trust:
 
@@ -36,6 +41,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -50,6 +56,7 @@ from nlp.errors import DocumentReadError, InvalidInputError, ModelError
 from nlp.normalize import fold_accents, normalize_text
 
 if TYPE_CHECKING:
+    from models.embedder import Embedder
     from nlp.paragraphs import Passage
 
 TOPICS: tuple[str, ...] = (
@@ -62,7 +69,9 @@ TOPICS: tuple[str, ...] = (
 )
 
 FORMAT_NAME = "vnsearch-topic-model"
-FORMAT_VERSION = 1
+# Version 2 adds the optional dense embedding block; version 1 folders (TF-IDF only) still load.
+FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "topic_model"
 DEFAULT_LABELS_PATH = Path(__file__).resolve().parent / "topic_labels.jsonl"
@@ -72,6 +81,12 @@ DEV_LABELS = Path("labels") / "topics-dev.jsonl"
 SOURCE_DEV = "dev"
 SOURCE_OWN = "own"
 SOURCE_REPORT = "report"
+
+# Scale of the unit-length passage embeddings beside the L2-normalised TF-IDF blocks (weights
+# 1, 1 and 0.5): chosen by grouped CV over weights 1-5 (see `eval/train_topics.py`).
+DEFAULT_EMBEDDING_WEIGHT = 3.0
+# The classifier embeds texts itself with int8 ONNX on the CPU, truncated like the indexer's.
+EMBEDDING_MAX_LENGTH = 256
 
 _TRAIN_HINT = (
     "train one with `vnsearch train --out DIR` (or `python -m eval.train_topics --out DIR`)"
@@ -477,6 +492,20 @@ DEFAULT_FEATURES: tuple[FeatureSpec, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class EmbeddingBlock:
+    """The dense block: passage embeddings of one embedding model, multiplied by `weight`.
+
+    `model` is the embedder's name (`Embedder.name`) and `fingerprint` its `Embedder.fingerprint`;
+    vectors from an embedder with another fingerprint must not be fed to the weights.
+    """
+
+    model: str
+    fingerprint: str
+    dim: int
+    weight: float
+
+
 def _block_documents(
     name: str, texts: Sequence[str], tokens: Sequence[Sequence[str]], sections: Sequence[str]
 ) -> list[str]:
@@ -509,55 +538,164 @@ class TopicClassifier:
         labels: Sequence[str] = TOPICS,
         temperature: float = 1.0,
         info: dict[str, Any] | None = None,
+        embedding: EmbeddingBlock | None = None,
     ) -> None:
         """Build a classifier from its parts (use `train_classifier` or `load` instead).
 
         Args:
-            blocks: Feature blocks in column order.
-            coef: Weights, shape (labels, features).
+            blocks: TF-IDF feature blocks in column order.
+            coef: Weights, shape (labels, features): the TF-IDF columns, then `embedding.dim`
+                columns for the dense block when there is one.
             intercept: Biases, shape (labels,).
             labels: Label names in row order of `coef`.
             temperature: Divides the logits before the softmax (fitted on held-out documents).
             info: Training summary stored in the manifest.
+            embedding: The dense passage-embedding block, or None for a TF-IDF-only model.
+
+        Raises:
+            ModelError: The weights do not fit the blocks.
         """
-        width = sum(len(block.vocabulary) for block in blocks)
+        sparse_width = sum(len(block.vocabulary) for block in blocks)
+        width = sparse_width + (embedding.dim if embedding is not None else 0)
         if coef.shape != (len(labels), width) or intercept.shape != (len(labels),):
             raise ModelError(
                 f"topic model weights have shape {coef.shape}, expected {(len(labels), width)}; "
                 + _TRAIN_HINT
             )
         self.blocks = list(blocks)
+        self.embedding = embedding
         self.coef = np.ascontiguousarray(coef, dtype=np.float32)
         self.intercept = np.asarray(intercept, dtype=np.float32)
         self.labels = tuple(labels)
         self.temperature = float(temperature)
         self.info = dict(info or {})
+        self._sparse_width = sparse_width
+        self._embedder: Embedder | None = None
+        self._embedder_lock = threading.Lock()
+
+    @property
+    def embedding_fingerprint(self) -> str | None:
+        """The `Embedder.fingerprint` whose passage vectors the model reads; None without one."""
+        return self.embedding.fingerprint if self.embedding is not None else None
+
+    @property
+    def embedding_model(self) -> str | None:
+        """The name of the embedding model the weights were trained on; None without one."""
+        return self.embedding.model if self.embedding is not None else None
+
+    def use_embedder(self, embedder: Embedder) -> None:
+        """Embed texts with `embedder` when `predict` gets no embeddings (e.g. the searcher's).
+
+        Args:
+            embedder: An `Embedder` of the model the classifier was trained with.
+
+        Raises:
+            ModelError: Its fingerprint differs from `embedding_fingerprint`, or the model
+                reads no embeddings.
+        """
+        if self.embedding is None:
+            raise ModelError("this topic model uses no embeddings; there is nothing to attach")
+        if embedder.fingerprint != self.embedding.fingerprint:
+            raise ModelError(
+                f"the embedder {embedder.name} has fingerprint {embedder.fingerprint}, but the "
+                f"topic model was trained on {self.embedding.model} "
+                f"({self.embedding.fingerprint}); pass that model's embedder or retrain: "
+                + _TRAIN_HINT
+            )
+        with self._embedder_lock:
+            self._embedder = embedder
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Return the passage embeddings the dense block reads, computed by the model's embedder.
+
+        The embedder (int8 ONNX, `EMBEDDING_MAX_LENGTH` tokens) is loaded on first use and kept.
+
+        Args:
+            texts: Normalised paragraphs.
+
+        Returns:
+            A float32 array (len(texts), dim).
+
+        Raises:
+            ModelError: The model reads no embeddings, or its embedder cannot be loaded or has
+                another fingerprint (the embedding model changed since training).
+        """
+        if self.embedding is None:
+            raise ModelError("this topic model uses no embeddings")
+        with self._embedder_lock:
+            if self._embedder is None:
+                embedder = shared_embedder(self.embedding.model)
+                if embedder.fingerprint != self.embedding.fingerprint:
+                    raise ModelError(
+                        f"the embedding model {self.embedding.model} now has fingerprint "
+                        f"{embedder.fingerprint}, but the topic model was trained on "
+                        f"{self.embedding.fingerprint}; retrain it: {_TRAIN_HINT}"
+                    )
+                self._embedder = embedder
+            embedder = self._embedder
+        return embedder.embed_passages(list(texts))
 
     def features(
         self,
         texts: Sequence[str],
         tokens: Sequence[Sequence[str]],
         sections: Sequence[str],
+        embeddings: np.ndarray | None = None,
     ) -> Any:
-        """Return the feature matrix (CSR) of texts with their tokens and section headings."""
-        return _features(self.blocks, texts, tokens, sections)
+        """Return the feature matrix (CSR) of texts with their tokens, headings and embeddings.
+
+        Args:
+            texts: Normalised paragraphs.
+            tokens: Their word segmentation.
+            sections: Their section headings ("" for none).
+            embeddings: Their passage embeddings when the model has a dense block; computed
+                here when None.
+
+        Returns:
+            A float32 CSR matrix (len(texts), features), columns in `coef` order.
+        """
+        return _features(self.blocks, texts, tokens, sections, self._dense(texts, embeddings))
 
     def decision_function(
         self,
         texts: Sequence[str],
         tokens: Sequence[Sequence[str]],
         sections: Sequence[str],
+        embeddings: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Return the temperature-scaled logits, shape (texts, labels)."""
-        matrix = self.features(texts, tokens, sections)
-        logits = np.asarray(matrix @ self.coef.T) + self.intercept
+        """Return the temperature-scaled logits, shape (texts, labels).
+
+        Args:
+            texts: Normalised paragraphs.
+            tokens: Their word segmentation.
+            sections: Their section headings ("" for none).
+            embeddings: Their passage embeddings when the model has a dense block; computed
+                here when None.
+        """
+        dense = self._dense(texts, embeddings)
+        sparse = _features(self.blocks, texts, tokens, sections)
+        logits = np.asarray(sparse @ self.coef[:, : self._sparse_width].T) + self.intercept
+        if dense is not None:
+            # The dense columns are multiplied directly: no sparse copy of a dense block.
+            logits += dense @ self.coef[:, self._sparse_width :].T
         return logits / self.temperature
+
+    def _dense(self, texts: Sequence[str], embeddings: np.ndarray | None) -> np.ndarray | None:
+        """Return the weighted dense block of `texts`, or None for a TF-IDF-only model."""
+        if self.embedding is None:
+            return None
+        if embeddings is None:
+            embeddings = self.embed(texts)
+        return _check_embeddings(embeddings, len(texts), self.embedding) * np.float32(
+            self.embedding.weight
+        )
 
     def predict(
         self,
         texts: Sequence[str],
         tokens: Sequence[Sequence[str]] | None = None,
         sections: Sequence[str] | None = None,
+        embeddings: np.ndarray | None = None,
     ) -> list[TopicPrediction]:
         """Predict the topic of each paragraph.
 
@@ -566,16 +704,23 @@ class TopicClassifier:
             tokens: Their word segmentation (`nlp.segment.segment_texts`) when already known,
                 so that an indexer does not segment twice; otherwise texts are segmented here.
             sections: Their section headings (`Passage.section`), an extra feature; "" for none.
+            embeddings: Their passage vectors, float32 (len(texts), dim), when already known
+                (an indexer passes its own when its `Embedder.fingerprint` equals
+                `embedding_fingerprint`); otherwise the model embeds the texts itself when it
+                reads embeddings. Ignored by a TF-IDF-only model.
 
         Returns:
             One prediction per text, with a probability for every label; they sum to 1.
 
         Raises:
-            InvalidInputError: `tokens` or `sections` do not match `texts` in length.
+            InvalidInputError: `tokens`, `sections` or `embeddings` do not match `texts`.
+            ModelError: The embedding model the classifier needs cannot be loaded.
         """
         if isinstance(texts, str):
             texts = [texts]
         texts = [normalize_text(text) for text in texts]
+        if self.embedding is not None and embeddings is not None:
+            _check_embeddings(embeddings, len(texts), self.embedding)
         if not texts:
             return []
         if tokens is None:
@@ -590,9 +735,9 @@ class TopicClassifier:
                     f"{len(given)} {name} for {len(texts)} texts; pass one entry per text "
                     "(an empty list or string where there is none)"
                 )
-        probabilities = _softmax(self.decision_function(texts, tokens, sections))
+        logits = self.decision_function(texts, tokens, sections, embeddings)
         predictions = []
-        for row in probabilities:
+        for row in _softmax(logits):
             scores = {label: float(p) for label, p in zip(self.labels, row, strict=True)}
             predictions.append(TopicPrediction(self.labels[int(row.argmax())], scores))
         return predictions
@@ -635,12 +780,25 @@ class TopicClassifier:
                 )
             np.save(staging / "coef.npy", self.coef, allow_pickle=False)
             np.save(staging / "intercept.npy", self.intercept, allow_pickle=False)
+            embedding = None
+            if self.embedding is not None:
+                embedding = {
+                    "model": self.embedding.model,
+                    "fingerprint": self.embedding.fingerprint,
+                    "dim": self.embedding.dim,
+                    "weight": self.embedding.weight,
+                    "input": "passage",  # Embedder.embed_passages of the normalised text
+                    "max_length": EMBEDDING_MAX_LENGTH,
+                }
             manifest = {
                 "format": FORMAT_NAME,
                 "format_version": FORMAT_VERSION,
                 "labels": list(self.labels),
                 "temperature": self.temperature,
                 "features": features,
+                "embedding": embedding,
+                "embedding_model": self.embedding_model,
+                "embedding_fingerprint": self.embedding_fingerprint,
                 "sklearn_version": sklearn.__version__,
                 "numpy_version": np.__version__,
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -670,7 +828,8 @@ class TopicClassifier:
             directory: The model folder.
 
         Returns:
-            The classifier.
+            The classifier. A model with a dense block loads its embedder only when `predict`
+            first needs it.
 
         Raises:
             ModelError: The folder is missing, incomplete, damaged or of another format
@@ -684,9 +843,10 @@ class TopicClassifier:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
             if manifest.get("format") != FORMAT_NAME:
                 raise ValueError(f"format is {manifest.get('format')!r}, not {FORMAT_NAME!r}")
-            if manifest.get("format_version") != FORMAT_VERSION:
+            if manifest.get("format_version") not in READABLE_FORMAT_VERSIONS:
                 raise ValueError(
-                    f"format version {manifest.get('format_version')} is not {FORMAT_VERSION}"
+                    f"format version {manifest.get('format_version')} is not one of "
+                    f"{READABLE_FORMAT_VERSIONS}"
                 )
             labels = manifest["labels"]
             if sorted(labels) != sorted(TOPICS):
@@ -707,6 +867,15 @@ class TopicClassifier:
                         idf=idf,
                     )
                 )
+            embedding = None
+            if manifest.get("embedding"):
+                spec = manifest["embedding"]
+                embedding = EmbeddingBlock(
+                    model=str(spec["model"]),
+                    fingerprint=str(spec["fingerprint"]),
+                    dim=int(spec["dim"]),
+                    weight=float(spec["weight"]),
+                )
             coef = np.load(folder / "coef.npy", allow_pickle=False)
             intercept = np.load(folder / "intercept.npy", allow_pickle=False)
             temperature = float(manifest["temperature"])
@@ -716,7 +885,9 @@ class TopicClassifier:
             raise
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"{folder}: damaged topic model ({exc}); {_TRAIN_HINT}") from None
-        return cls(blocks, coef, intercept, labels, temperature, manifest.get("training"))
+        return cls(
+            blocks, coef, intercept, labels, temperature, manifest.get("training"), embedding
+        )
 
     @classmethod
     def load_default(cls) -> TopicClassifier:
@@ -733,6 +904,51 @@ def _load_default() -> TopicClassifier:
     return TopicClassifier.load(DEFAULT_MODEL_DIR)
 
 
+_EMBEDDERS: dict[str, Embedder] = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+def shared_embedder(model: str | None = None) -> Embedder:
+    """Return the int8 ONNX `Embedder` of `model` that classifiers use, loaded once per process.
+
+    Args:
+        model: An embedding model name or folder; None or the default name is the bundled
+            multilingual-e5-small.
+
+    Returns:
+        An `Embedder(model, backend="onnx", max_length=EMBEDDING_MAX_LENGTH)`.
+
+    Raises:
+        ModelError: The model cannot be found or loaded.
+    """
+    from models.e5_build import MODEL_NAME  # lazy: importing this module loads no model
+    from models.embedder import Embedder
+
+    key = model or MODEL_NAME
+    with _EMBEDDERS_LOCK:
+        if key not in _EMBEDDERS:
+            _EMBEDDERS[key] = Embedder(
+                None if key == MODEL_NAME else key,
+                backend="onnx",
+                max_length=EMBEDDING_MAX_LENGTH,
+            )
+        return _EMBEDDERS[key]
+
+
+def _check_embeddings(embeddings: Any, count: int, block: EmbeddingBlock) -> np.ndarray:
+    """Return `embeddings` as float32 if they fit `count` texts and the dense block."""
+    array = np.asarray(embeddings, dtype=np.float32)
+    if array.shape != (count, block.dim):
+        raise InvalidInputError(
+            f"embeddings have shape {array.shape}, expected ({count}, {block.dim}): pass one "
+            f"passage vector per text from {block.model} (fingerprint {block.fingerprint}), "
+            "or none to let the classifier embed the texts"
+        )
+    if not np.isfinite(array).all():
+        raise InvalidInputError("embeddings hold NaN or infinite values; re-embed the texts")
+    return array
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -741,12 +957,15 @@ def _features(
     texts: Sequence[str],
     tokens: Sequence[Sequence[str]],
     sections: Sequence[str],
+    dense: np.ndarray | None = None,
 ) -> Any:
-    from scipy.sparse import hstack
+    from scipy.sparse import csr_matrix, hstack
 
     parts = [
         block.transform(_block_documents(block.name, texts, tokens, sections)) for block in blocks
     ]
+    if dense is not None:
+        parts.append(csr_matrix(dense, dtype=np.float32))
     return hstack(parts, format="csr", dtype=np.float32)
 
 
@@ -800,10 +1019,15 @@ def _fit_linear(
     sections: Sequence[str],
     labels: Sequence[str],
     c: float,
+    embedding: EmbeddingBlock | None = None,
+    embeddings: np.ndarray | None = None,
 ) -> TopicClassifier:
     from sklearn.linear_model import LogisticRegression
 
-    matrix = _features(blocks, texts, tokens, sections)
+    dense = None
+    if embedding is not None and embeddings is not None:
+        dense = embeddings * np.float32(embedding.weight)
+    matrix = _features(blocks, texts, tokens, sections, dense)
     targets = np.array([TOPICS.index(label) for label in labels])
     model = LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
     model.fit(matrix, targets)
@@ -816,7 +1040,7 @@ def _fit_linear(
     else:
         coef[model.classes_] = model.coef_
         intercept[model.classes_] = model.intercept_
-    return TopicClassifier(blocks, coef, intercept)
+    return TopicClassifier(blocks, coef, intercept, embedding=embedding)
 
 
 def _fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
@@ -837,6 +1061,9 @@ def train_classifier(
     examples: Sequence[LabelledExample],
     *,
     tokens: Sequence[Sequence[str]] | None = None,
+    embeddings: np.ndarray | None = None,
+    embedder: Embedder | None = None,
+    embedding_weight: float = DEFAULT_EMBEDDING_WEIGHT,
     c: float = 10.0,
     features: Sequence[FeatureSpec] = DEFAULT_FEATURES,
     calibration_folds: int = 4,
@@ -848,6 +1075,13 @@ def train_classifier(
     Args:
         examples: Labelled paragraphs; every label of `TOPICS` must occur.
         tokens: Their word segmentation when already known; otherwise they are segmented here.
+        embeddings: Their passage embeddings (`embedder.embed_passages` of the normalised
+            texts) when already known; otherwise they are computed here.
+        embedder: The embedder of the dense block (it names the model and fingerprint in the
+            saved model, and embeds when `embeddings` is None); default `shared_embedder()`,
+            the int8 ONNX multilingual-e5-small.
+        embedding_weight: Scale of the embeddings beside the TF-IDF blocks; 0 trains a
+            TF-IDF-only model that never loads an embedder.
         c: Inverse regularisation strength of the logistic regression.
         features: The feature blocks to build.
         calibration_folds: Folds of documents held out to fit the softmax temperature; 0 or
@@ -859,8 +1093,9 @@ def train_classifier(
         The trained classifier.
 
     Raises:
-        InvalidInputError: There are no examples, a label is missing, or `tokens` does not
-            match `examples`.
+        InvalidInputError: There are no examples, a label is missing, `tokens` or `embeddings`
+            do not match `examples`, or `embedding_weight` is negative.
+        ModelError: The embedder cannot be loaded.
     """
     if not examples:
         raise InvalidInputError("no training examples; pass labelled paragraphs")
@@ -880,17 +1115,42 @@ def train_classifier(
     elif len(tokens) != len(texts):
         raise InvalidInputError(f"{len(tokens)} token lists for {len(texts)} examples")
     sections = [example.section for example in examples]
+    if not (embedding_weight >= 0 and math.isfinite(embedding_weight)):
+        raise InvalidInputError(
+            f"embedding_weight must be 0 (TF-IDF only) or positive, not {embedding_weight}"
+        )
+    embedding = None
+    if embedding_weight > 0:
+        embedder = embedder or shared_embedder()
+        if embeddings is None:
+            embeddings = embedder.embed_passages(texts)
+        embedding = EmbeddingBlock(
+            embedder.name, embedder.fingerprint, embedder.dim, float(embedding_weight)
+        )
+        embeddings = _check_embeddings(embeddings, len(texts), embedding)
+    else:
+        embeddings = None
 
     blocks = _fit_blocks(features, texts, tokens, sections)
     if not blocks:
         raise InvalidInputError("the examples yield no features; give paragraphs with words")
-    classifier = _fit_linear(blocks, texts, tokens, sections, labels, c)
+    classifier = _fit_linear(blocks, texts, tokens, sections, labels, c, embedding, embeddings)
 
     groups = [example.group for example in examples]
     temperature = 1.0
     if calibration_folds >= 2 and len(set(groups)) >= calibration_folds:
         logits, targets = _held_out_logits(
-            features, texts, tokens, sections, labels, groups, c, calibration_folds, seed
+            features,
+            texts,
+            tokens,
+            sections,
+            labels,
+            groups,
+            c,
+            calibration_folds,
+            seed,
+            embedding,
+            embeddings,
         )
         temperature = _fit_temperature(logits, targets)
     classifier.temperature = temperature
@@ -901,6 +1161,7 @@ def train_classifier(
         "per_source": dict(Counter(example.source or "given" for example in examples)),
         "with_section": sum(bool(section) for section in sections),
         "c": c,
+        "embedding_weight": embedding.weight if embedding is not None else 0.0,
         "calibration_folds": calibration_folds,
         "features": [
             {"name": s.name, "ngram_range": list(s.ngram_range), "weight": s.weight}
@@ -920,6 +1181,8 @@ def _held_out_logits(
     c: float,
     folds: int,
     seed: int,
+    embedding: EmbeddingBlock | None = None,
+    embeddings: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return logits of every example from models that never saw its document."""
     from sklearn.model_selection import GroupKFold
@@ -931,9 +1194,23 @@ def _held_out_logits(
         train_labels = [labels[i] for i in train]
         pick = _picker(train)
         blocks = _fit_blocks(features, pick(texts), pick(tokens), pick(sections))
-        model = _fit_linear(blocks, pick(texts), pick(tokens), pick(sections), train_labels, c)
+        model = _fit_linear(
+            blocks,
+            pick(texts),
+            pick(tokens),
+            pick(sections),
+            train_labels,
+            c,
+            embedding,
+            embeddings[train] if embeddings is not None else None,
+        )
         held = _picker(test)
-        logits[test] = model.decision_function(held(texts), held(tokens), held(sections))
+        logits[test] = model.decision_function(
+            held(texts),
+            held(tokens),
+            held(sections),
+            embeddings[test] if embeddings is not None else None,
+        )
     return logits, targets
 
 

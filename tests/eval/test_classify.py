@@ -30,7 +30,7 @@ class FixedClassifier:
     def __init__(self, labels: list[str]) -> None:
         self.labels = labels
 
-    def predict(self, texts, tokens=None, sections=None) -> list[TopicPrediction]:
+    def predict(self, texts, tokens=None, sections=None, embeddings=None) -> list[TopicPrediction]:
         assert len(texts) == len(self.labels)
         return [
             TopicPrediction(label, {t: 0.6 if t == label else 0.08 for t in TOPICS})
@@ -102,7 +102,10 @@ def test_grouped_cross_validation_holds_out_whole_documents(dev_subset, tmp_path
 
     tokens = segment_texts([e.text for e in dev_subset])
     result = grouped_cross_validation(
-        dev_subset, folds=2, tokens=tokens, train_options={"calibration_folds": 0}
+        dev_subset,
+        folds=2,
+        tokens=tokens,
+        train_options={"calibration_folds": 0, "embedding_weight": 0},
     )
     assert result["n"] == len(dev_subset)
     assert len(result["per_fold_macro_f1"]) == 2
@@ -115,3 +118,42 @@ def test_grouped_cross_validation_holds_out_whole_documents(dev_subset, tmp_path
     png = tmp_path / "confusion.png"
     plot_confusion(result, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cross_validation_with_embeddings_scores_both_heading_variants(dev_subset):
+    from models.topics import shared_embedder
+    from nlp.segment import segment_texts
+
+    embedder = shared_embedder()
+    # Scored rows cover every label in each training fold; extra rows are training-only.
+    rows = dev_subset
+    chosen = {e.text for e in dev_subset}
+    extra = [e for e in load_labelled(DEV_LABELS) if e.text not in chosen][:12]
+    result = grouped_cross_validation(
+        rows,
+        folds=2,
+        extra=extra,
+        tokens=segment_texts([e.text for e in rows]),
+        extra_tokens=segment_texts([e.text for e in extra]),
+        embeddings=embedder.embed_passages([e.text for e in rows]),
+        extra_embeddings=embedder.embed_passages([e.text for e in extra]),
+        score_text_only=True,
+        train_options={"calibration_folds": 0, "embedder": embedder},
+    )
+    assert result["n"] == len(rows)
+    assert result["text_only"]["n"] == len(rows)
+    assert all(label in TOPICS for label in result["text_only"]["predictions"])
+    for fold in result["folds"]:
+        assert set(fold["train_groups"]).isdisjoint(fold["test_groups"])
+
+
+def test_cross_validation_refuses_embeddings_that_do_not_match(dev_subset):
+    import numpy as np
+
+    with pytest.raises(InvalidInputError, match="one embedding per example"):
+        grouped_cross_validation(
+            dev_subset,
+            folds=2,
+            tokens=[[] for _ in dev_subset],
+            embeddings=np.zeros((3, 384), dtype=np.float32),
+        )

@@ -1,4 +1,8 @@
-"""Topic classifier: training, predictions, persistence, training data and the shipped model."""
+"""Topic classifier: training, predictions, persistence, training data and the shipped model.
+
+The contract tests run against both kinds of model: TF-IDF only, and TF-IDF plus the passage
+embeddings of the bundled e5 model (int8 ONNX, loaded once per process).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from models.topics import (
     load_label_references,
     load_labelled,
     report_section_examples,
+    shared_embedder,
     text_sha1,
     train_classifier,
 )
@@ -52,8 +57,24 @@ def small_set() -> list[LabelledExample]:
 
 
 @pytest.fixture(scope="module")
-def small_model(small_set) -> TopicClassifier:
-    return train_classifier(small_set, calibration_folds=2)
+def embedder():
+    return shared_embedder()
+
+
+@pytest.fixture(scope="module")
+def tfidf_model(small_set) -> TopicClassifier:
+    return train_classifier(small_set, calibration_folds=2, embedding_weight=0)
+
+
+@pytest.fixture(scope="module")
+def embedding_model(small_set, embedder) -> TopicClassifier:
+    return train_classifier(small_set, calibration_folds=2, embedder=embedder)
+
+
+@pytest.fixture(params=["tfidf", "embedding"])
+def small_model(request) -> TopicClassifier:
+    """Each contract test runs against a TF-IDF-only model and one with embeddings."""
+    return request.getfixturevalue(f"{request.param}_model")
 
 
 def test_predictions_cover_every_label_and_sum_to_one(small_model):
@@ -90,6 +111,91 @@ def test_token_count_must_match_texts(small_model):
         small_model.predict(["một đoạn văn", "đoạn thứ hai"], tokens=[["một", "đoạn_văn"]])
 
 
+def test_embedding_model_names_its_embedder_and_tfidf_model_none(
+    embedding_model, tfidf_model, embedder
+):
+    assert embedding_model.embedding_fingerprint == embedder.fingerprint
+    assert embedding_model.embedding_model == embedder.name
+    assert embedding_model.info["embedding_weight"] > 0
+    assert tfidf_model.embedding_fingerprint is None
+    assert tfidf_model.embedding_model is None
+
+
+def test_precomputed_embeddings_match_the_embedding_path(embedding_model, embedder):
+    passages = _report_passages()[20:26]
+    texts = [p.text for p in passages]
+    sections = [p.section for p in passages]
+    own = embedding_model.predict(texts, sections=sections)
+    # What the indexer passes: its stored vectors of the (already normalised) passage texts.
+    given = embedding_model.predict(
+        texts, sections=sections, embeddings=embedder.embed_passages(texts)
+    )
+    assert [p.topic for p in own] == [p.topic for p in given]
+    for a, b in zip(own, given, strict=True):
+        assert a.scores == pytest.approx(b.scores, abs=1e-5)
+
+
+def test_embeddings_must_match_texts(embedding_model, embedder):
+    texts = ["Thi hành kỷ luật đảng viên vi phạm", "Công tác dân vận của Mặt trận Tổ quốc"]
+    vectors = embedder.embed_passages(texts)
+    with pytest.raises(InvalidInputError, match=r"expected \(2, 384\).*or none"):
+        embedding_model.predict(texts, embeddings=vectors[:1])
+    with pytest.raises(InvalidInputError, match=r"expected \(2, 384\)"):
+        embedding_model.predict(texts, embeddings=np.zeros((2, 768), dtype=np.float32))
+    with pytest.raises(InvalidInputError, match="NaN"):
+        embedding_model.predict(texts, embeddings=np.full((2, 384), np.nan, dtype=np.float32))
+
+
+def test_tfidf_model_ignores_embeddings(tfidf_model):
+    texts = ["Thi hành kỷ luật đảng viên vi phạm"]
+    assert tfidf_model.predict(texts, embeddings=np.zeros((1, 384))) == tfidf_model.predict(texts)
+
+
+def test_dense_fast_path_matches_the_feature_matrix(embedding_model, embedder):
+    from nlp.segment import segment_texts
+
+    passages = _report_passages()[30:36]
+    texts = [p.text for p in passages]
+    sections = [p.section for p in passages]
+    tokens = segment_texts(texts)
+    vectors = embedder.embed_passages(texts)
+    matrix = embedding_model.features(texts, tokens, sections, vectors)
+    reference = (matrix @ embedding_model.coef.T + embedding_model.intercept) / (
+        embedding_model.temperature
+    )
+    fast = embedding_model.decision_function(texts, tokens, sections, vectors)
+    assert np.allclose(fast, reference, atol=1e-4)
+
+
+def test_use_embedder_refuses_another_model(embedding_model, tfidf_model, embedder):
+    class OtherEmbedder:
+        name = "some/other-model"
+        fingerprint = "0123456789abcdef"
+
+    with pytest.raises(ModelError, match="fingerprint 0123456789abcdef.*retrain"):
+        embedding_model.use_embedder(OtherEmbedder())
+    embedding_model.use_embedder(embedder)  # the same model is accepted
+    with pytest.raises(ModelError, match="uses no embeddings"):
+        tfidf_model.use_embedder(embedder)
+
+
+def test_format_version_1_models_still_load(tfidf_model, tmp_path):
+    target = tmp_path / "model"
+    tfidf_model.save(target)
+    manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
+    manifest["format_version"] = 1
+    for key in ("embedding", "embedding_model", "embedding_fingerprint"):
+        del manifest[key]
+    (target / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    texts = [p.text for p in _report_passages()[:5]]
+    assert TopicClassifier.load(target).predict(texts) == tfidf_model.predict(texts)
+
+
+def test_negative_embedding_weight_is_refused(small_set):
+    with pytest.raises(InvalidInputError, match="embedding_weight"):
+        train_classifier(small_set, embedding_weight=-1)
+
+
 def test_save_and_load_give_identical_scores(small_model, tmp_path):
     small_model.save(tmp_path / "model")
     loaded = TopicClassifier.load(tmp_path / "model")
@@ -97,9 +203,14 @@ def test_save_and_load_give_identical_scores(small_model, tmp_path):
     assert loaded.predict(texts) == small_model.predict(texts)
     manifest = json.loads((tmp_path / "model" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["labels"] == list(TOPICS)
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     assert manifest["training"]["n_examples"] == len(TOPICS) * PER_LABEL
     assert "sklearn_version" in manifest
+    assert manifest["embedding_fingerprint"] == small_model.embedding_fingerprint
+    assert manifest["embedding_model"] == small_model.embedding_model
+    assert loaded.embedding_fingerprint == small_model.embedding_fingerprint
+    # Plain formats only: nothing a user is handed needs pickle to read.
+    assert {p.suffix for p in (tmp_path / "model").iterdir()} == {".json", ".npy"}
 
 
 def test_saving_over_an_existing_model_replaces_it(small_model, tmp_path):
@@ -138,7 +249,7 @@ def test_model_with_wrong_shapes_is_refused(small_model, tmp_path):
 def test_training_needs_every_label(small_set):
     without_other = [e for e in small_set if e.label != "other"]
     with pytest.raises(InvalidInputError, match="missing: \\['other'\\]"):
-        train_classifier(without_other)
+        train_classifier(without_other, embedding_weight=0)
 
 
 @pytest.mark.parametrize(
@@ -245,6 +356,7 @@ def test_default_sources_are_deduplicated_and_dev_labels_win():
 def test_shipped_model_classifies_real_paragraphs():
     model = TopicClassifier.load_default()
     assert TopicClassifier.load_default() is model  # cached per process
+    assert model.embedding_fingerprint == shared_embedder().fingerprint
     cases = {
         "thi hành kỷ luật 151 đảng viên": "inspection",
         "bảo vệ nền tảng tư tưởng của Đảng": "ideology",
