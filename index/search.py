@@ -405,27 +405,134 @@ class Searcher:
         return score_fusion([(lex_ids, lex_scores), (dense_ids, dense_scores)], weights)
 
     def _hits(self, page: list[tuple[int, float]], offset: int, query: str) -> list[Hit]:
-        rows = {
-            row["id"]: PassageRecord.from_row(row)
-            for row in self._fetch_records([r for r, _ in page])
-        }
-        return [
-            Hit(
-                rank=offset + n + 1,
-                score=round(float(score), 6),
-                passage_id=record.passage_id,
-                doc=record.doc,
-                title=record.title,
-                section=record.section,
-                paragraph=record.paragraph,
-                text=record.text,
-                highlight=highlight(record.text, query),
-                topic=record.topic,
-                topic_scores=record.topic_scores,
+        if not page:
+            return []
+        rows = {row["id"]: row for row in self._fetch([rowid for rowid, _ in page])}
+        hits = []
+        for n, (rowid, score) in enumerate(page):
+            row = rows[rowid]
+            hits.append(
+                Hit(
+                    rank=offset + n + 1,
+                    score=round(float(score), 6),
+                    passage_id=row["passage_id"],
+                    doc=row["path"],
+                    title=row["title"],
+                    section=row["section"],
+                    paragraph=row["paragraph"],
+                    text=row["text"],
+                    highlight=highlight(row["text"], query),
+                    topic=row["topic"],
+                    topic_scores=json.loads(row["topic_scores"]) if row["topic_scores"] else None,
+                )
             )
-            for n, (rowid, score) in enumerate(page)
-            for record in (rows[rowid],)
+        return hits
+
+    # -- browsing ------------------------------------------------------------------------
+
+    def list_passages(
+        self,
+        topic: str | None = None,
+        doc: str | None = None,
+        section: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> tuple[int, list[PassageRecord]]:
+        """Return (total, page) of passages filtered by topic, document glob and section.
+
+        Passages come in document order. Raises InvalidInputError for bad values.
+        """
+        validate_options("hybrid", max(1, min(limit, MAX_K)), offset, topic)
+        if not 1 <= limit <= MAX_K:
+            raise InvalidInputError(f"limit must be between 1 and {MAX_K}, got {limit}")
+        with self._lock:
+            allowed = self._allowed(topic, doc, section)
+            if allowed is None:
+                total = self.manifest.passages
+                rows = self._conn.execute(
+                    f"{_PASSAGE_SQL} ORDER BY p.doc_id, p.paragraph LIMIT ? OFFSET ?",
+                    (limit, offset),
+                ).fetchall()
+            else:
+                total = len(allowed)
+                page = sorted(allowed.tolist())[offset : offset + limit]
+                rows = sorted(
+                    self._fetch_records(page), key=lambda r: (r["doc_id"], r["paragraph"])
+                )
+        return total, [PassageRecord.from_row(row) for row in rows]
+
+    def get_passage(
+        self, passage_id: str, context: int = 2
+    ) -> tuple[PassageRecord, list[PassageRecord]] | None:
+        """Return a passage and up to `context` neighbours on each side (in order), or None."""
+        with self._lock:
+            row = self._conn.execute(
+                f"{_PASSAGE_SQL} WHERE p.passage_id = ?", (passage_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            around = self._conn.execute(
+                f"{_PASSAGE_SQL} WHERE p.doc_id = ? AND p.paragraph BETWEEN ? AND ? "
+                "ORDER BY p.paragraph",
+                (row["doc_id"], row["paragraph"] - context, row["paragraph"] + context),
+            ).fetchall()
+        return PassageRecord.from_row(row), [PassageRecord.from_row(r) for r in around]
+
+    def documents(self) -> list[DocumentRecord]:
+        """Return every indexed document with passage and per-topic counts (facets)."""
+        with self._lock:
+            counts: dict[int, dict[str, int]] = {}
+            for row in self._conn.execute(
+                "SELECT doc_id, topic, COUNT(*) AS n FROM passages GROUP BY doc_id, topic"
+            ):
+                if row["topic"]:
+                    counts.setdefault(row["doc_id"], {})[row["topic"]] = row["n"]
+            rows = self._conn.execute(
+                "SELECT id, path, title, n_passages, sha256 FROM documents ORDER BY path"
+            ).fetchall()
+        return [
+            DocumentRecord(
+                r["id"],
+                r["path"],
+                r["title"],
+                r["n_passages"],
+                counts.get(r["id"], {}),
+                r["sha256"],
+            )
+            for r in rows
         ]
+
+    def topic_counts(self) -> dict[str, int]:
+        """Return how many passages carry each topic across the index."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT topic, COUNT(*) AS n FROM passages WHERE topic IS NOT NULL GROUP BY topic"
+            ).fetchall()
+        return {row["topic"]: row["n"] for row in rows}
+
+    def stats(self) -> dict:
+        """Return counts, model and on-disk size of the current generation."""
+        folder = generation_dir(self.root, self.manifest.generation)
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        return {
+            "documents": self.manifest.documents,
+            "passages": self.manifest.passages,
+            "generation": self.manifest.generation,
+            "model": vars(self.manifest.model),
+            "dense_kind": self.manifest.dense_kind,
+            "index_bytes": size,
+            "topics": self.topic_counts(),
+        }
+
+    def find_passages(self, doc_suffix: str, contains: str) -> list[str]:
+        """Return ids of passages of documents whose path ends with `doc_suffix` and whose
+        text contains `contains` (normalised); used to resolve judged answers."""
+        rows = self._conn.execute(
+            "SELECT p.passage_id FROM passages p JOIN documents d ON d.id = p.doc_id "
+            "WHERE (d.key = ? OR d.key LIKE ?) AND instr(p.text, ?) > 0",
+            (doc_suffix, "%/" + doc_suffix, normalize_text(contains)),
+        )
+        return [row["passage_id"] for row in rows]
 
     def _fetch_records(self, rowids: Sequence[int]) -> list[sqlite3.Row]:
         if not rowids:
@@ -433,6 +540,14 @@ class Searcher:
         marks = ",".join("?" * len(rowids))
         return self._conn.execute(
             f"{_PASSAGE_SQL} WHERE p.id IN ({marks})", list(rowids)
+        ).fetchall()
+
+    def _fetch(self, rowids: Sequence[int]) -> list[sqlite3.Row]:
+        marks = ",".join("?" * len(rowids))
+        return self._conn.execute(
+            "SELECT p.*, d.path, d.title FROM passages p JOIN documents d ON d.id = p.doc_id "
+            f"WHERE p.id IN ({marks})",
+            list(rowids),
         ).fetchall()
 
 
