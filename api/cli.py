@@ -209,10 +209,12 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Search the index by meaning and exact terms (with or without diacritics)."""
-    from index.search import validate_options
+    from index.search import validate_options, validate_query
 
     validate_options(mode, k, offset, topic)
     items = _read_texts([query] if query is not None else None, queries, field="query")
+    for item in items:  # refuse a bad query before the model takes seconds to load
+        validate_query(item)
     searcher = open_searcher(index_dir, model, device)
     for result in searcher.batch_search(items, k, offset, mode, topic, doc, section):
         _print_result(result.to_json(), as_json)

@@ -13,6 +13,9 @@ from nlp.normalize import normalize_text
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".docx", ".pdf")
 MAX_FILE_BYTES = 64 * 1024 * 1024
+# Plain text is all paragraphs: 8 MiB is about 20 times the largest corpus file and already
+# hours of CPU indexing. VNSEARCH_MAX_TEXT_MB raises it for a user who means it.
+DEFAULT_MAX_TEXT_MB = 8
 MANIFEST_NAME = "MANIFEST.jsonl"
 
 
@@ -109,6 +112,14 @@ def read_document(path: str | os.PathLike[str], title: str | None = None) -> Raw
         raise DocumentReadError(
             name, f"file is {size // 2**20} MiB; the limit is {MAX_FILE_BYTES // 2**20} MiB"
         )
+    text_limit = _max_text_bytes()
+    if suffix in (".txt", ".md") and size > text_limit:
+        raise DocumentReadError(
+            name,
+            f"text file is {size / 2**20:.0f} MiB; the limit for {suffix} is "
+            f"{text_limit // 2**20} MiB: split it into smaller files "
+            "or set VNSEARCH_MAX_TEXT_MB",
+        )
     found_title = None
     if suffix == ".docx":
         text, found_title = _read_docx(name)
@@ -125,6 +136,16 @@ def read_document(path: str | os.PathLike[str], title: str | None = None) -> Raw
         raise DocumentReadError(name, "no text in file")
     title = normalize_text(title or found_title or "") or None
     return RawDocument(path=name, text=text, title=title)
+
+
+def _max_text_bytes() -> int:
+    """The .txt/.md size limit in bytes, from VNSEARCH_MAX_TEXT_MB when it is set."""
+    raw = os.environ.get("VNSEARCH_MAX_TEXT_MB", "")
+    try:
+        megabytes = float(raw) if raw.strip() else DEFAULT_MAX_TEXT_MB
+    except ValueError:
+        megabytes = DEFAULT_MAX_TEXT_MB
+    return int(max(megabytes, 0) * 2**20)
 
 
 def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[str]:

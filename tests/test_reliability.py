@@ -115,6 +115,12 @@ def test_cli_refuses_bad_queries(vnsearch, small_index, query, words):
     assert_cli_error(vnsearch("search", query, "--index", small_index), *words)
 
 
+def test_cli_refuses_an_empty_query_before_loading_the_model(vnsearch, small_index, tmp_path):
+    # A model path that cannot load: the query's own error must come first.
+    missing = str(tmp_path / "no-model")
+    assert_cli_error(vnsearch("search", " ", "--index", small_index, "--model", missing), "empty")
+
+
 @pytest.mark.parametrize(
     ("options", "words"),
     [
@@ -254,6 +260,8 @@ def bad_files(tmp_path, report_path) -> Path:
     (folder / "truncated.pdf").write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R")
     with open(folder / "huge.txt", "wb") as handle:  # sparse: no disk space used
         handle.truncate(MAX_FILE_BYTES + 1)
+    with open(folder / "fifty.txt", "wb") as handle:  # the 50 MB text file
+        handle.truncate(50 * 1000 * 1000)
     (folder / "loop.txt").symlink_to(folder / "loop.txt")
     (folder / "sub").mkdir()
     (folder / "sub" / "up").symlink_to(folder, target_is_directory=True)
@@ -268,6 +276,7 @@ BAD_FILE_REASONS = {
     "truncated.docx": ".docx",
     "truncated.pdf": ".pdf",
     "huge.txt": "MiB; the limit",
+    "fifty.txt": "split it into smaller files",
     "loop.txt": "symbolic links",
 }
 

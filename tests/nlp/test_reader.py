@@ -41,6 +41,16 @@ def test_non_utf8_legacy_encoding_named(tmp_path, real_paragraphs):
         read_document(path)
 
 
+def test_text_size_limit_names_the_fix_and_can_be_raised(tmp_path, real_paragraphs, monkeypatch):
+    path = tmp_path / "long.txt"
+    path.write_text("\n\n".join(real_paragraphs), encoding="utf-8")
+    monkeypatch.setenv("VNSEARCH_MAX_TEXT_MB", str(path.stat().st_size / 2 / 2**20))
+    with pytest.raises(DocumentReadError, match="split it into smaller files"):
+        read_document(path)
+    monkeypatch.setenv("VNSEARCH_MAX_TEXT_MB", "1")
+    assert read_document(path).text.startswith(real_paragraphs[0][:40])
+
+
 def test_unsupported_file_named_directly_is_reported(tmp_path):
     path = tmp_path / "report.odt"
     path.write_text("x")
