@@ -9,7 +9,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -228,6 +228,10 @@ class DocumentRecord:
     sha256: str
 
 
+_HIT_FIELDS_FROM_RECORD = tuple(
+    f.name for f in fields(Hit) if f.name in {g.name for g in fields(PassageRecord)}
+)
+
 _PASSAGE_SQL = (
     "SELECT p.id, p.passage_id, p.doc_id, p.paragraph, p.start, p.end, p.section, p.text, "
     "p.topic, p.topic_scores, d.path, d.title FROM passages p JOIN documents d ON d.id = p.doc_id"
@@ -405,25 +409,17 @@ class Searcher:
         return score_fusion([(lex_ids, lex_scores), (dense_ids, dense_scores)], weights)
 
     def _hits(self, page: list[tuple[int, float]], offset: int, query: str) -> list[Hit]:
-        if not page:
-            return []
-        rows = {row["id"]: row for row in self._fetch([rowid for rowid, _ in page])}
+        rows = {row["id"]: row for row in self._fetch_records([rowid for rowid, _ in page])}
         hits = []
         for n, (rowid, score) in enumerate(page):
-            row = rows[rowid]
+            record = PassageRecord.from_row(rows[rowid])
+            shared = {name: getattr(record, name) for name in _HIT_FIELDS_FROM_RECORD}
             hits.append(
                 Hit(
                     rank=offset + n + 1,
                     score=round(float(score), 6),
-                    passage_id=row["passage_id"],
-                    doc=row["path"],
-                    title=row["title"],
-                    section=row["section"],
-                    paragraph=row["paragraph"],
-                    text=row["text"],
-                    highlight=highlight(row["text"], query),
-                    topic=row["topic"],
-                    topic_scores=json.loads(row["topic_scores"]) if row["topic_scores"] else None,
+                    highlight=highlight(record.text, query),
+                    **shared,
                 )
             )
         return hits
@@ -540,14 +536,6 @@ class Searcher:
         marks = ",".join("?" * len(rowids))
         return self._conn.execute(
             f"{_PASSAGE_SQL} WHERE p.id IN ({marks})", list(rowids)
-        ).fetchall()
-
-    def _fetch(self, rowids: Sequence[int]) -> list[sqlite3.Row]:
-        marks = ",".join("?" * len(rowids))
-        return self._conn.execute(
-            "SELECT p.*, d.path, d.title FROM passages p JOIN documents d ON d.id = p.doc_id "
-            f"WHERE p.id IN ({marks})",
-            list(rowids),
         ).fetchall()
 
 
