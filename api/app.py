@@ -346,7 +346,22 @@ def _add_api_routes(app: FastAPI) -> None:
             **searcher.stats(),
             "index": str(searcher.root),
             "classifier": {"labels": list(labels)},
+            "memory": process_memory(),
         }
+
+
+def process_memory() -> dict[str, int]:
+    """Return this process's resident and peak resident memory in bytes (Linux /proc)."""
+    found = {"VmRSS": 0, "VmHWM": 0}
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                name, _, value = line.partition(":")
+                if name in found:
+                    found[name] = int(value.split()[0]) * 1024  # reported in kB
+    except OSError:
+        pass
+    return {"rss_bytes": found["VmRSS"], "peak_rss_bytes": found["VmHWM"]}
 
 
 def _add_page_routes(app: FastAPI) -> None:

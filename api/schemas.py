@@ -153,6 +153,13 @@ class ClassifierInfoOut(BaseModel):
     labels: list[str]
 
 
+class MemoryOut(BaseModel):
+    """The service process's memory, from /proc (0 where the system does not say)."""
+
+    rss_bytes: int = Field(description="Resident set size now.")
+    peak_rss_bytes: int = Field(description="Highest resident set size since the start.")
+
+
 class StatsOut(BaseModel):
     """Counts, models and on-disk size of the served index."""
 
@@ -165,6 +172,7 @@ class StatsOut(BaseModel):
     index_bytes: int
     topics: dict[str, int] = Field(description="Passages per topic across the index.")
     classifier: ClassifierInfoOut
+    memory: MemoryOut
 
 
 class ErrorOut(BaseModel):

@@ -55,7 +55,9 @@ def evaluate_search(
     """Compute nDCG@k, MRR@k and Recall@{10,50} per mode, averaged over queries.
 
     Judged passages that are not in the index are reported and left out of the judgements;
-    queries with no judged passage in the index are skipped (and counted).
+    queries with no judged passage in the index are skipped (and counted). A passage is judged
+    by its text: a copy of a judged paragraph in another document (a regulation quoted in a
+    guide) is the same answer, and the search shows only the best-ranked copy.
 
     Returns:
         {"modes": {mode: {metric: value}}, "queries": n used, "skipped": [...],
@@ -69,8 +71,8 @@ def evaluate_search(
             found = searcher.find_passages(doc, contains)
             if not found:
                 unresolved.append({"id": query.id, "doc": doc, "contains": contains})
-            for pid in found:
-                grades[pid] = max(grade, grades.get(pid, 0))
+            for text in found:
+                grades[text] = max(grade, grades.get(text, 0))
         judged[query.id] = grades
     used = [q for q in queries if judged[q.id]]
     depth = max((k, *RECALL_CUTOFFS))
@@ -81,7 +83,7 @@ def evaluate_search(
         results = searcher.batch_search([q.query for q in used], k=depth, mode=mode)
         rows = {}
         for query, result in zip(used, results, strict=True):
-            ranked = [hit.passage_id for hit in result.hits]
+            ranked = list(dict.fromkeys(hit.text for hit in result.hits))
             grades = judged[query.id]
             rows[query.id] = {
                 f"ndcg@{k}": ndcg_at_k(ranked, grades, k),

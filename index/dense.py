@@ -105,6 +105,19 @@ def search_dense(
     params = None
     if allowed is not None:
         selector = faiss.IDSelectorBatch(allowed.astype(np.int64))
-        params = faiss.SearchParameters(sel=selector)
+        params = _filtered_params(index, selector)
     scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
     return scores, ids
+
+
+def _filtered_params(index, selector):  # noqa: ANN001, ANN202
+    """Search parameters that carry `selector`, of the class the inner index demands (IVF and
+    HNSW refuse the generic one), keeping its configured nprobe or efSearch."""
+    import faiss
+
+    inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
+    if isinstance(inner, faiss.IndexIVF):
+        return faiss.SearchParametersIVF(sel=selector, nprobe=inner.nprobe)
+    if isinstance(inner, faiss.IndexHNSW):
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=inner.hnsw.efSearch)
+    return faiss.SearchParameters(sel=selector)

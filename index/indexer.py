@@ -36,7 +36,7 @@ from nlp.segment import BackgroundSegmenter, lexical_terms
 EMBED_BATCH_PASSAGES = 256
 # Bump when reading, splitting or normalisation changes what passages a file gives: every file
 # is then re-read once (its unchanged paragraphs keep their ids and stored vectors).
-PASSAGE_FORMAT = 2
+PASSAGE_FORMAT = 3
 
 
 class PassageEmbedder(Protocol):

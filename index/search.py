@@ -284,6 +284,7 @@ class Searcher:
             ) from None
         self.manifest: Manifest = manifest
         self._conn, self._dense, self._lexical, self._restorer = conn, dense, lexical, restorer
+        self._first_copy = _first_copies(conn)
         self._generation = manifest.generation
 
     def reload_if_changed(self) -> bool:
@@ -383,6 +384,7 @@ class Searcher:
                 if mode != "dense" and (allowed is None or len(allowed)):
                     lex_scores, lex_ids = self._lexical.search(query_terms(text), depth, allowed)
                 ranked = self._rank(mode, lex_ids, lex_scores, dense_ids[i], dense_scores[i])
+                ranked = _without_copies(ranked, self._first_copy)
                 page = ranked[offset : offset + k]
                 hits = self._hits(page, offset, text)
                 results.append(
@@ -521,14 +523,14 @@ class Searcher:
         }
 
     def find_passages(self, doc_suffix: str, contains: str) -> list[str]:
-        """Return ids of passages of documents whose path ends with `doc_suffix` and whose
-        text contains `contains` (normalised); used to resolve judged answers."""
+        """Return the texts of passages of documents whose path ends with `doc_suffix` and
+        whose text contains `contains` (normalised); used to resolve judged answers."""
         rows = self._conn.execute(
-            "SELECT p.passage_id FROM passages p JOIN documents d ON d.id = p.doc_id "
+            "SELECT p.text FROM passages p JOIN documents d ON d.id = p.doc_id "
             "WHERE (d.key = ? OR d.key LIKE ?) AND instr(p.text, ?) > 0",
             (doc_suffix, "%/" + doc_suffix, normalize_text(contains)),
         )
-        return [row["passage_id"] for row in rows]
+        return [row["text"] for row in rows]
 
     def _fetch_records(self, rowids: Sequence[int]) -> list[sqlite3.Row]:
         if not rowids:
@@ -537,6 +539,37 @@ class Searcher:
         return self._conn.execute(
             f"{_PASSAGE_SQL} WHERE p.id IN ({marks})", list(rowids)
         ).fetchall()
+
+
+def _first_copies(conn: sqlite3.Connection) -> dict[int, int]:
+    """Map each passage whose exact text occurs more than once (a regulation quoted in several
+    articles) to the first row holding that text."""
+    first: dict[int, int] = {}
+    by_text: dict[str, int] = {}
+    rows = conn.execute(
+        "SELECT id, text FROM passages WHERE text IN "
+        "(SELECT text FROM passages GROUP BY text HAVING COUNT(*) > 1) ORDER BY id"
+    )
+    for rowid, text in rows:
+        first[rowid] = by_text.setdefault(text, rowid)
+    return first
+
+
+def _without_copies(
+    ranked: list[tuple[int, float]], first_copy: dict[int, int]
+) -> list[tuple[int, float]]:
+    """Keep only the best-ranked of passages with identical text: a reader gains nothing from
+    the same paragraph twice, and copies would push other documents off the page."""
+    if not first_copy:
+        return ranked
+    seen: set[int] = set()
+    kept = []
+    for rowid, score in ranked:
+        key = first_copy.get(rowid, rowid)
+        if key not in seen:
+            seen.add(key)
+            kept.append((rowid, score))
+    return kept
 
 
 def _doc_matches(path: str, pattern: str) -> bool:

@@ -34,6 +34,10 @@ _MD_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 _MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 _MD_FOOTNOTE = re.compile(r"\[\d+\]|\[cần dẫn nguồn\]")
 _MD_EMPHASIS = re.compile(r"(\*\*|__|\*|`)")
+# A markdown line that is bold and nothing else: web articles use it as a sub-heading
+# ("**Thẩm quyền thi hành kỷ luật đảng viên vi phạm được quy định ra sao?**").
+_MD_BOLD_LINE = re.compile(r"^\s*(\*\*|__)[^*_].*(\*\*|__)\s*[:?]?\s*$")
+BOLD_HEADING_RANK = 7  # under markdown's # levels, above numbered parts
 _TABLE_RULE = re.compile(r"^\|?[\s:|-]+\|?$")
 _RULE = re.compile(r"^[-=_*·.]{3,}$")
 
@@ -56,6 +60,7 @@ class _Line:
     text: str
     start: int
     end: int
+    bold: bool = False
 
 
 def _clean_markup(line: str) -> str:
@@ -105,12 +110,24 @@ def _heading_rank(line: str) -> int | None:
     return None
 
 
+def _is_short_heading(text: str) -> bool:
+    return len(text) <= MAX_HEADING_CHARS and not re.search(r"[.;,]$", text)
+
+
+def _is_lead_in(block: tuple[int | None, str, int, int]) -> bool:
+    """A short content line that announces a list ("... như sau:"): it joins the next line,
+    so that it is never a passage of its own that matches a query on its few words."""
+    rank, text, _, _ = block
+    return rank is None and len(text) <= MAX_HEADING_CHARS and text.endswith(":")
+
+
 def _lines(text: str) -> list[_Line]:
     lines, offset = [], 0
     for raw in text.split("\n"):
         cleaned = _clean_markup(raw)
         if cleaned and not _RULE.match(cleaned):
-            lines.append(_Line(cleaned, offset, offset + len(raw)))
+            bold = _MD_BOLD_LINE.match(raw) is not None
+            lines.append(_Line(cleaned, offset, offset + len(raw), bold))
         offset += len(raw) + 1
     return lines
 
@@ -130,6 +147,8 @@ def split_passages(document: RawDocument) -> list[Passage]:
         if _TRAILER.match(line.text):
             break  # "Nơi nhận:" opens the recipient list and signature block
         rank = _heading_rank(line.text)
+        if rank is None and line.bold and _is_short_heading(line.text):
+            rank = BOLD_HEADING_RANK
         if blocks and line.text[0].islower():
             prev_rank, prev_text, prev_start, _ = blocks[-1]
             if (prev_rank is None and not _SENTENCE_END.search(prev_text)) or prev_rank == 0:
@@ -142,6 +161,10 @@ def split_passages(document: RawDocument) -> list[Passage]:
         if rank == 0 and blocks and blocks[-1][0] in (10, 12) and _is_upper(line.text):
             prev = blocks[-1]  # "Chương I" + "NHỮNG QUY ĐỊNH CHUNG"
             blocks[-1] = (prev[0], f"{prev[1]}. {line.text}", prev[2], line.end)
+            continue
+        if rank is None and blocks and _is_lead_in(blocks[-1]):
+            prev = blocks[-1]  # "Thẩm quyền thi hành kỷ luật đảng viên vi phạm:" + "1. Chi bộ ..."
+            blocks[-1] = (None, f"{prev[1]} {line.text}", prev[2], line.end)
             continue
         blocks.append((rank, line.text, line.start, line.end))
 

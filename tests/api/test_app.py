@@ -323,6 +323,7 @@ def test_stats(client, searcher):
     assert body["index_bytes"] > 0
     assert body["topics"] == searcher.topic_counts()
     assert body["classifier"]["labels"] and set(body["classifier"]["labels"]) == set(TOPICS)
+    assert 0 < body["memory"]["rss_bytes"] <= body["memory"]["peak_rss_bytes"]
 
 
 def test_page_and_its_assets_are_served_locally(client):

@@ -57,6 +57,18 @@ def test_approximate_indexes_find_most_exact_neighbours(kind):
     assert recall >= 0.8
 
 
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_filtered_approximate_search_keeps_to_the_allowed_ids(kind):
+    vectors, queries = _clustered(3000, 4), _clustered(20, 4)
+    ids = np.arange(3000, dtype=np.int64)
+    allowed = ids[::3]
+    _, exact = _brute_force(vectors, ids, queries, 10, allowed)
+    _, found = search_dense(build_dense(vectors, ids, kind), queries, 10, allowed)
+    assert set(found[found >= 0].tolist()) <= set(allowed.tolist())
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact, strict=True)])
+    assert recall >= 0.8
+
+
 def test_auto_kind_switches_with_size_and_rejects_unknown():
     assert resolve_kind("auto", 1000) == "flat"
     assert resolve_kind("auto", 10**6) == "hnsw"

@@ -60,5 +60,25 @@ def test_markdown_headings_become_sections(corpus_dir):
     assert not any("sửa mã nguồn" in p.text or "**" in p.text for p in passages)
 
 
+def test_a_bold_only_line_is_a_sub_heading_not_a_passage(corpus_dir):
+    doc = read_document(corpus_dir / "party" / "643208162c2d61a3.md")
+    question = "Thẩm quyền thi hành kỷ luật đảng viên vi phạm được quy định ra sao?"
+    assert f"**{question}**" in doc.text
+    passages = split_passages(doc)
+    assert not any(p.text == question for p in passages)
+    answer = next(p for p in passages if p.text.startswith("Căn cứ theo quy định tại Điều 36"))
+    assert answer.section.endswith(question)
+
+
+def test_a_lead_in_line_joins_the_item_after_it(corpus_dir):
+    charter = split_passages(read_document(corpus_dir / "party" / "b5766b5f7caa1268.md"))
+    texts = [p.text for p in charter]
+    assert "Thẩm quyền thi hành kỷ luật đảng viên vi phạm :" not in texts
+    [joined] = [t for t in texts if t.startswith("Thẩm quyền thi hành kỷ luật đảng viên vi phạm")]
+    assert "1. Chi bộ quyết định khiển trách, cảnh cáo đảng viên trong chi bộ" in joined
+    # the next items stay passages of their own
+    assert any(t.startswith("Đảng uỷ cơ sở quyết định khiển trách, cảnh cáo") for t in texts)
+
+
 def test_empty_document_gives_no_passages():
     assert split_passages(RawDocument(path="x.txt", text="")) == []
