@@ -124,7 +124,9 @@ def index(
     topic_model: Annotated[str | None, typer.Option(help="Topic model folder.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
     prune: Annotated[bool, typer.Option(help="Drop documents whose files are gone.")] = False,
-    dense: Annotated[str, typer.Option(help="auto, flat, hnsw or ivf.")] = "auto",
+    dense: Annotated[
+        str, typer.Option(help="auto (exact, IVF from 200,000 passages), flat, hnsw or ivf.")
+    ] = "auto",
     workers: Annotated[
         int | None,
         typer.Option(help="Processes segmenting while the embedder runs (default: cores - 1)."),

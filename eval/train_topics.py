@@ -103,8 +103,11 @@ def _segment(examples: Sequence[LabelledExample], workers: int) -> list[list[str
 
 
 def _embed(examples: Sequence[LabelledExample], embedder: Any, cache: Path | None) -> np.ndarray:
-    """Embed the examples' texts, reusing a cached array of the same embedder and texts."""
-    texts = [example.text for example in examples]
+    """Embed the examples as the index does (each under its innermost heading), reusing a
+    cached array of the same embedder and inputs."""
+    from models.embedder import passage_input
+
+    texts = [passage_input(example.text, example.section) for example in examples]
     key = hashlib.sha1("\0".join(texts).encode("utf-8")).hexdigest()[:16]
     path = cache / f"topics-{embedder.fingerprint}-{key}.npy" if cache else None
     if path is not None and path.is_file():

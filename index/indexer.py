@@ -28,6 +28,7 @@ from index.store import (
     read_manifest,
     writer_lock,
 )
+from models.embedder import passage_input
 from nlp.errors import DocumentReadError
 from nlp.paragraphs import Passage, split_passages
 from nlp.reader import ManifestTitles, ReadFailure, iter_files, read_document
@@ -36,7 +37,7 @@ from nlp.segment import BackgroundSegmenter, lexical_terms
 EMBED_BATCH_PASSAGES = 256
 # Bump when reading, splitting or normalisation changes what passages a file gives: every file
 # is then re-read once (its unchanged paragraphs keep their ids and stored vectors).
-PASSAGE_FORMAT = 3
+PASSAGE_FORMAT = 4
 
 
 class PassageEmbedder(Protocol):
@@ -86,17 +87,19 @@ def file_sha256(path: str) -> str:
 
 
 def passage_ids(doc_key: str, passages: Sequence[Passage]) -> list[str]:
-    """Stable ids: a hash of the document key, the text and its repeat count within the file.
+    """Stable ids: a hash of the document key, what the passage is embedded as (its text under
+    its innermost heading, `passage_input`) and its repeat count within the file.
 
-    Editing one paragraph changes only that paragraph's id, so unchanged paragraphs keep
-    their ids (and their stored vectors) when a file changes.
+    Editing one paragraph (or the heading above it) changes only the ids whose vectors must be
+    recomputed, so unchanged paragraphs keep their ids and stored vectors when a file changes.
     """
     seen: dict[str, int] = {}
     ids = []
     for passage in passages:
-        nth = seen.get(passage.text, 0)
-        seen[passage.text] = nth + 1
-        digest = hashlib.sha1(f"{doc_key}\x00{passage.text}\x00{nth}".encode()).hexdigest()
+        embedded = passage_input(passage.text, passage.section)
+        nth = seen.get(embedded, 0)
+        seen[embedded] = nth + 1
+        digest = hashlib.sha1(f"{doc_key}\x00{embedded}\x00{nth}".encode()).hexdigest()
         ids.append(digest[:16])
     return ids
 
@@ -240,7 +243,8 @@ def _store_documents(
     tokens_ready = segmenter.submit(texts)  # segmentation overlaps with embedding below
     known = _stored_vectors(conn, ids, embedder.dim)
     missing = [i for i, pid in enumerate(ids) if pid not in known]
-    fresh = embedder.embed_passages([texts[i] for i in missing]) if missing else None
+    inputs = [passage_input(passages[i].text, passages[i].section) for i in missing]
+    fresh = embedder.embed_passages(inputs) if missing else None
     report.passages_embedded += len(missing)
     tokens = tokens_ready()
     vectors = [known.get(pid) for pid in ids]

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from models.embedder import PASSAGE_INPUT, passage_input
 from nlp.errors import DocumentReadError, InvalidInputError, ModelError
 from nlp.normalize import fold_accents, normalize_text
 
@@ -605,13 +606,16 @@ class TopicClassifier:
         with self._embedder_lock:
             self._embedder = embedder
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str], sections: Sequence[str] | None = None) -> np.ndarray:
         """Return the passage embeddings the dense block reads, computed by the model's embedder.
 
         The embedder (int8 ONNX, `EMBEDDING_MAX_LENGTH` tokens) is loaded on first use and kept.
+        Each paragraph is embedded under its innermost heading (`passage_input`), as the index
+        embeds it, so that the indexer can hand its vectors over.
 
         Args:
             texts: Normalised paragraphs.
+            sections: Their section headings ("" or None for none).
 
         Returns:
             A float32 array (len(texts), dim).
@@ -633,7 +637,10 @@ class TopicClassifier:
                     )
                 self._embedder = embedder
             embedder = self._embedder
-        return embedder.embed_passages(list(texts))
+        sections = sections or [""] * len(texts)
+        return embedder.embed_passages(
+            [passage_input(t, s) for t, s in zip(texts, sections, strict=True)]
+        )
 
     def features(
         self,
@@ -654,7 +661,8 @@ class TopicClassifier:
         Returns:
             A float32 CSR matrix (len(texts), features), columns in `coef` order.
         """
-        return _features(self.blocks, texts, tokens, sections, self._dense(texts, embeddings))
+        dense = self._dense(texts, sections, embeddings)
+        return _features(self.blocks, texts, tokens, sections, dense)
 
     def decision_function(
         self,
@@ -672,7 +680,7 @@ class TopicClassifier:
             embeddings: Their passage embeddings when the model has a dense block; computed
                 here when None.
         """
-        dense = self._dense(texts, embeddings)
+        dense = self._dense(texts, sections, embeddings)
         sparse = _features(self.blocks, texts, tokens, sections)
         logits = np.asarray(sparse @ self.coef[:, : self._sparse_width].T) + self.intercept
         if dense is not None:
@@ -680,12 +688,14 @@ class TopicClassifier:
             logits += dense @ self.coef[:, self._sparse_width :].T
         return logits / self.temperature
 
-    def _dense(self, texts: Sequence[str], embeddings: np.ndarray | None) -> np.ndarray | None:
+    def _dense(
+        self, texts: Sequence[str], sections: Sequence[str], embeddings: np.ndarray | None
+    ) -> np.ndarray | None:
         """Return the weighted dense block of `texts`, or None for a TF-IDF-only model."""
         if self.embedding is None:
             return None
         if embeddings is None:
-            embeddings = self.embed(texts)
+            embeddings = self.embed(texts, sections)
         return _check_embeddings(embeddings, len(texts), self.embedding) * np.float32(
             self.embedding.weight
         )
@@ -787,7 +797,7 @@ class TopicClassifier:
                     "fingerprint": self.embedding.fingerprint,
                     "dim": self.embedding.dim,
                     "weight": self.embedding.weight,
-                    "input": "passage",  # Embedder.embed_passages of the normalised text
+                    "input": PASSAGE_INPUT,  # embed_passages(passage_input(text, section))
                     "max_length": EMBEDDING_MAX_LENGTH,
                 }
             manifest = {
@@ -870,6 +880,12 @@ class TopicClassifier:
             embedding = None
             if manifest.get("embedding"):
                 spec = manifest["embedding"]
+                if spec.get("input") != PASSAGE_INPUT:
+                    raise ModelError(
+                        f"the topic model at {folder} was trained on embeddings of "
+                        f"{spec.get('input')!r} input, not {PASSAGE_INPUT!r}; retrain it: "
+                        + _TRAIN_HINT
+                    )
                 embedding = EmbeddingBlock(
                     model=str(spec["model"]),
                     fingerprint=str(spec["fingerprint"]),
@@ -1123,7 +1139,9 @@ def train_classifier(
     if embedding_weight > 0:
         embedder = embedder or shared_embedder()
         if embeddings is None:
-            embeddings = embedder.embed_passages(texts)
+            embeddings = embedder.embed_passages(
+                [passage_input(t, s) for t, s in zip(texts, sections, strict=True)]
+            )
         embedding = EmbeddingBlock(
             embedder.name, embedder.fingerprint, embedder.dim, float(embedding_weight)
         )

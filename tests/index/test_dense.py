@@ -71,7 +71,7 @@ def test_filtered_approximate_search_keeps_to_the_allowed_ids(kind):
 
 def test_auto_kind_switches_with_size_and_rejects_unknown():
     assert resolve_kind("auto", 1000) == "flat"
-    assert resolve_kind("auto", 10**6) == "hnsw"
+    assert resolve_kind("auto", 10**6) == "ivf"
     with pytest.raises(InvalidInputError, match="flat"):
         resolve_kind("annoy", 10)
 

@@ -93,3 +93,24 @@ def test_second_writer_is_refused(tmp_path, docs, embedder):
     root = tmp_path / "idx"
     with writer_lock(root), pytest.raises(IndexError_, match="another vnsearch"):
         index_paths([docs], root, embedder)
+
+
+def test_passages_are_embedded_under_their_innermost_heading(small_index, embedder):
+    import numpy as np
+
+    from index.store import connect, generation_dir
+    from models.embedder import passage_input
+
+    manifest = read_manifest(small_index)
+    conn = connect(generation_dir(small_index, manifest.generation) / "passages.db", readonly=True)
+    row = conn.execute(
+        "SELECT text, section, vector FROM passages WHERE instr(text, ?) > 0",
+        ("thi hành kỷ luật 151 đảng viên",),
+    ).fetchone()
+    embedded = passage_input(row["text"], row["section"])
+    assert embedded.startswith("3. Công tác kiểm tra, giám sát và thi hành kỷ luật Đảng. Cấp uỷ")
+    stored = np.frombuffer(row["vector"], dtype=np.float32)
+    # int8 ONNX quantises activations per batch, so a vector computed alone differs a little
+    with_heading, alone = embedder.embed_passages([embedded, row["text"]])
+    assert float(stored @ with_heading) > 0.99
+    assert float(stored @ with_heading) > float(stored @ alone) + 0.01

@@ -11,6 +11,36 @@ def test_discipline_query_finds_the_151_paragraph_in_top_3(searcher, mode):
     assert any(DISCIPLINE in hit.text for hit in result.hits)
 
 
+CHARTER = "b5766b5f7caa1268.md"  # the Party Charter: its chapter VIII is on discipline
+CHARTER_FAQ = "643208162c2d61a3.md"  # a guide that quotes the charter's article 36
+QUOTED = "Bộ Chính trị, Ban Bí thư quyết định các hình thức kỷ luật đảng viên"
+
+
+@pytest.fixture(scope="module")
+def rival_searcher(tmp_path_factory, report_path, corpus_dir, embedder, classifier):
+    """The report beside the charter and a guide that quotes it word for word."""
+    from index.indexer import index_paths
+    from index.search import Searcher
+
+    folder = tmp_path_factory.mktemp("rivals")
+    for source in (report_path, corpus_dir / "party" / CHARTER, corpus_dir / "party" / CHARTER_FAQ):
+        (folder / source.name).write_bytes(source.read_bytes())
+    root = tmp_path_factory.mktemp("rival-index") / "idx"
+    index_paths([folder], root, embedder, classifier)
+    return Searcher(root, embedder)
+
+
+def test_a_paragraph_quoted_in_two_documents_is_shown_once(rival_searcher):
+    copies = [
+        p for doc in (CHARTER, CHARTER_FAQ) for p in rival_searcher.find_passages(doc, QUOTED)
+    ]
+    assert len(copies) == 2 and copies[0] == copies[1]  # the same paragraph in both files
+    hits = rival_searcher.search(QUOTED, k=20).hits
+    texts = [hit.text for hit in hits]
+    assert texts.count(copies[0]) == 1
+    assert len(texts) == len(set(texts))
+
+
 def test_query_without_diacritics_gives_the_same_top_hit(searcher):
     accented = searcher.search("kỷ luật đảng viên", k=3)
     folded = searcher.search("ky luat dang vien", k=3)

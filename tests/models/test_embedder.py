@@ -286,3 +286,16 @@ def test_length_batches_cover_every_text_within_the_budget():
 def test_importing_the_embedder_does_not_import_torch():
     code = "import sys, models.embedder; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_passage_input_puts_the_innermost_heading_first(report_path):
+    from models.embedder import passage_input
+    from nlp.paragraphs import split_passages
+    from nlp.reader import read_document
+
+    passages = split_passages(read_document(report_path))
+    [hit] = [p for p in passages if "thi hành kỷ luật 151 đảng viên" in p.text]
+    assert " > " in hit.section
+    heading = "3. Công tác kiểm tra, giám sát và thi hành kỷ luật Đảng"
+    assert passage_input(hit.text, hit.section) == f"{heading}. {hit.text}"
+    assert passage_input(hit.text, "") == hit.text

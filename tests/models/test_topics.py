@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.embedder import passage_input
 from models.topics import (
     TOPICS,
     LabelledExample,
@@ -126,9 +127,10 @@ def test_precomputed_embeddings_match_the_embedding_path(embedding_model, embedd
     texts = [p.text for p in passages]
     sections = [p.section for p in passages]
     own = embedding_model.predict(texts, sections=sections)
-    # What the indexer passes: its stored vectors of the (already normalised) passage texts.
+    # What the indexer passes: its stored vectors, each passage under its innermost heading.
+    inputs = [passage_input(t, s) for t, s in zip(texts, sections, strict=True)]
     given = embedding_model.predict(
-        texts, sections=sections, embeddings=embedder.embed_passages(texts)
+        texts, sections=sections, embeddings=embedder.embed_passages(inputs)
     )
     assert [p.topic for p in own] == [p.topic for p in given]
     for a, b in zip(own, given, strict=True):
