@@ -81,3 +81,25 @@ def test_k_larger_than_collection_is_clamped():
     index = build_dense(vectors, np.arange(3), "flat")
     scores, ids = search_dense(index, vectors[:1], 50)
     assert ids.shape == (1, 3) and ids[0, 0] == 0
+
+
+def test_searches_from_any_thread_use_the_configured_openmp_threads(tmp_path):
+    import threading
+
+    import faiss
+
+    from index.dense import load_dense, save_dense
+
+    vectors = _vectors(200)
+    save_dense(build_dense(vectors, np.arange(200, dtype=np.int64), "flat"), tmp_path / "d.faiss")
+    index = load_dense(tmp_path / "d.faiss", query_threads=1)
+    seen = []
+
+    def search() -> None:  # a server's pool thread: OpenMP settings are per thread
+        search_dense(index, vectors[:1], 5)
+        seen.append(faiss.omp_get_max_threads())
+
+    thread = threading.Thread(target=search)
+    thread.start()
+    thread.join()
+    assert seen == [1]
