@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -129,14 +128,17 @@ def index(
     ] = "auto",
     workers: Annotated[
         int | None,
-        typer.Option(help="Processes segmenting while the embedder runs (default: cores - 1)."),
+        typer.Option(
+            help="Processes segmenting while the embedder runs (default: 0 on a CPU, "
+            "cores - 1 beside a GPU)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Index documents incrementally: unchanged files are skipped, changed ones replaced."""
     from tqdm import tqdm
 
-    from index.indexer import index_paths
+    from index.indexer import default_segment_workers, index_paths
     from index.store import read_manifest
 
     manifest = read_manifest(index_dir)
@@ -155,7 +157,7 @@ def index(
         classifier,
         prune=prune,
         dense_kind=dense,
-        segment_workers=max(1, (os.cpu_count() or 2) - 1) if workers is None else workers,
+        segment_workers=default_segment_workers(embedder.device) if workers is None else workers,
         progress=progress,
     )
     bar.close()

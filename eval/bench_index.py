@@ -54,12 +54,11 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     from api.loading import load_classifier, load_embedder
-    from index.indexer import index_paths
+    from index.indexer import default_segment_workers, index_paths
     from models.e5_build import build_e5_small
     from nlp.segment import segment_texts
 
     cores = os.cpu_count() or 1
-    workers = args.workers if args.workers is not None else max(1, cores - 1)
     files, passages = _documents(args.n)
     texts = [p.text for p in passages]
     rows: list = []
@@ -81,6 +80,7 @@ def main() -> None:
     )
 
     embedder = load_embedder(None, args.device, args.backend)
+    workers = args.workers if args.workers is not None else default_segment_workers(embedder.device)
     embedder.embed_passages(texts[:16])
     started = time.perf_counter()
     embedder.embed_passages(texts)

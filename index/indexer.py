@@ -86,6 +86,18 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def default_segment_workers(device: str) -> int:
+    """Processes that segment beside the encoder: none on a CPU, every other core on a GPU.
+
+    On the CPU the int8 encoder already uses every core; a segmenting process beside it only
+    took cores from it and paid its own start-up: `eval.bench_index --n 240` went from 66.4
+    passages/s with one worker to 102.3 in-process (1,001 passages: 94.1 to 107.1).
+    """
+    if device == "cpu":
+        return 0
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 def passage_ids(doc_key: str, passages: Sequence[Passage]) -> list[str]:
     """Stable ids: a hash of the document key, what the passage is embedded as (its text under
     its innermost heading, `passage_input`) and its repeat count within the file.

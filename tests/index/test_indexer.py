@@ -114,3 +114,10 @@ def test_passages_are_embedded_under_their_innermost_heading(small_index, embedd
     with_heading, alone = embedder.embed_passages([embedded, row["text"]])
     assert float(stored @ with_heading) > 0.99
     assert float(stored @ with_heading) > float(stored @ alone) + 0.01
+
+
+def test_segmentation_runs_in_process_beside_a_cpu_encoder():
+    from index.indexer import default_segment_workers
+
+    assert default_segment_workers("cpu") == 0  # the int8 encoder already uses every core
+    assert default_segment_workers("cuda") >= 1
