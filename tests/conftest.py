@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -72,3 +73,45 @@ def searcher(small_index, embedder):
     from index.search import Searcher
 
     return Searcher(small_index, embedder)
+
+
+def _asgi_get(app, raw_path: bytes) -> tuple[int, bytes]:
+    """GET a raw path straight through ASGI, decoded as uvicorn does and never normalised."""
+    from urllib.parse import unquote
+
+    async def call() -> list[dict]:
+        path, _, query = raw_path.partition(b"?")
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": unquote(path.decode("ascii")),
+            "raw_path": path,
+            "query_string": query,
+            "root_path": "",
+            "headers": [(b"host", b"testserver")],
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+        }
+        messages: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            messages.append(message)
+
+        await app(scope, receive, send)
+        return messages
+
+    messages = asyncio.run(call())
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+    return messages[0]["status"], body
+
+
+@pytest.fixture(scope="session")
+def asgi_get():
+    """GET a raw path (query included) straight through ASGI: no client normalises or refuses it."""
+    return _asgi_get

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import asyncio
 import inspect
 import sys
 from pathlib import Path
@@ -71,42 +70,6 @@ def test_classify_changes_nothing(client):
 # -- no file access outside the index ----------------------------------------------------
 
 
-def asgi_get(app, raw_path: bytes) -> tuple[int, bytes]:
-    """GET a raw path straight through ASGI, decoded as uvicorn does and never normalised."""
-    from urllib.parse import unquote
-
-    async def call() -> list[dict]:
-        path, _, query = raw_path.partition(b"?")
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": unquote(path.decode("ascii")),
-            "raw_path": path,
-            "query_string": query,
-            "root_path": "",
-            "headers": [(b"host", b"testserver")],
-            "client": ("127.0.0.1", 50000),
-            "server": ("testserver", 80),
-        }
-        messages: list[dict] = []
-
-        async def receive() -> dict:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message: dict) -> None:
-            messages.append(message)
-
-        await app(scope, receive, send)
-        return messages
-
-    messages = asyncio.run(call())
-    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
-    return messages[0]["status"], body
-
-
 TRAVERSALS = [
     b"/passages/..%2F..%2Fetc%2Fpasswd",
     b"/passages/../../etc/passwd",
@@ -130,7 +93,7 @@ TRAVERSALS = [
 
 
 @pytest.mark.parametrize("raw_path", TRAVERSALS, ids=lambda raw: raw.decode())
-def test_path_traversal_never_reads_a_file(client, raw_path):
+def test_path_traversal_never_reads_a_file(client, asgi_get, raw_path):
     status, body = asgi_get(client.app, raw_path)
     assert b"root:" not in body and SECRETS.encode() not in body and b"[build-system]" not in body
     if b"?" in raw_path:  # filters match indexed documents only
