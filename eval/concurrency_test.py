@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from eval.crash_test import index_command
 from eval.load_test import DEFAULT_QUERIES, percentile, serving
 from eval.search import load_queries
 from nlp.errors import InvalidInputError
@@ -128,15 +129,6 @@ class Clients:
         self.stop.set()
         for thread in self.threads:
             thread.join(timeout=60)
-
-
-def index_command(docs: Path, root: Path, topic_model: str | None) -> list[str]:
-    """The `vnsearch index` command line of one round."""
-    command = [sys.executable, "-m", "api.cli", "index", str(docs), "--index", str(root)]
-    command += ["--prune", "--json"]
-    if topic_model:
-        command += ["--topic-model", topic_model]
-    return command
 
 
 def run_index(command: Sequence[str]) -> float:

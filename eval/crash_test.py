@@ -195,7 +195,7 @@ def same_state(found: dict, expected: dict, keys: Sequence[str] | None = None) -
 
 
 def index_command(docs: Path, root: Path, topic_model: str | None) -> list[str]:
-    """The `vnsearch index` command line of the update."""
+    """The `vnsearch index --prune --json` command line that updates `root` from `docs`."""
     command = [sys.executable, "-m", "api.cli", "index", str(docs), "--index", str(root)]
     command += ["--prune", "--json"]
     if topic_model:
