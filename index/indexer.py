@@ -8,8 +8,10 @@ import os
 import shutil
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache, partial
 from pathlib import Path
 from typing import Protocol
 
@@ -30,11 +32,14 @@ from index.store import (
 )
 from models.embedder import passage_input
 from nlp.errors import DocumentReadError
-from nlp.paragraphs import Passage, split_passages
-from nlp.reader import ManifestTitles, ReadFailure, iter_files, read_document
-from nlp.segment import BackgroundSegmenter, lexical_terms
+from nlp.paragraphs import Passage
+from nlp.reader import ManifestTitles, ReadFailure, iter_files
+from nlp.segment import BackgroundSegmenter, SegmentedDocument, lexical_terms
 
 EMBED_BATCH_PASSAGES = 256
+# With segmenting processes, this many files per process are handed to them ahead of the one
+# being embedded and stored, so that they never wait for the indexing process.
+SEGMENT_AHEAD_FILES = 4
 # Bump when reading, splitting or normalisation changes what passages a file gives: every file
 # is then re-read once (its unchanged paragraphs keep their ids and stored vectors).
 PASSAGE_FORMAT = 4
@@ -98,6 +103,33 @@ def default_segment_workers(device: str) -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
+def _worker_scorer(
+    classifier: PassageClassifier | None, segment_workers: int
+) -> Callable[[Sequence[str], list[list[str]], Sequence[str]], np.ndarray] | None:
+    """The classifier's text part, to run in the segmenting processes beside the tokens.
+
+    Only for a classifier loaded from a folder (`TopicClassifier.load`), which each worker
+    loads once; the indexing process then adds the passage vectors' part alone.
+    """
+    source = getattr(classifier, "source", None)
+    if segment_workers <= 0 or not source or not hasattr(classifier, "text_logits"):
+        return None
+    return partial(_text_logits_in_worker, source)
+
+
+@cache
+def _worker_classifier(source: str):  # noqa: ANN202 - a TopicClassifier, imported lazily
+    from models.topics import TopicClassifier
+
+    return TopicClassifier.load(source)
+
+
+def _text_logits_in_worker(
+    source: str, texts: Sequence[str], tokens: list[list[str]], sections: Sequence[str]
+) -> np.ndarray:
+    return _worker_classifier(source).text_logits(texts, tokens, sections)
+
+
 def passage_ids(doc_key: str, passages: Sequence[Passage]) -> list[str]:
     """Stable ids: a hash of the document key, what the passage is embedded as (its text under
     its innermost heading, `passage_input`) and its repeat count within the file.
@@ -121,7 +153,7 @@ class _PendingDocument:
     key: str
     path: str
     sha256: str
-    passages: list[Passage]
+    document: SegmentedDocument
     ids: list[str]
 
 
@@ -171,7 +203,8 @@ def index_paths(
         number, tmp = new_generation(root, manifest)
         conn = connect(tmp / "passages.db")
         try:
-            with BackgroundSegmenter(segment_workers) as segmenter:
+            score = _worker_scorer(classifier, segment_workers)
+            with BackgroundSegmenter(segment_workers, score) as segmenter:
                 _apply_files(conn, files, embedder, classifier, report, segmenter, progress)
             if prune:
                 report.files_pruned = _prune(conn)
@@ -214,6 +247,10 @@ def _apply_files(
     titles = ManifestTitles()
     pending: list[_PendingDocument] = []
     pending_passages = 0
+    # Changed files handed to the segmenting processes (read, split, segmented, scored there)
+    # ahead of the one being embedded and stored; none ahead without such processes.
+    in_flight: deque[tuple[str, str, str, Callable[[], SegmentedDocument]]] = deque()
+    ahead = SEGMENT_AHEAD_FILES * segmenter.workers
     for done, path in enumerate(files, start=1):
         key = os.path.abspath(path)
         try:
@@ -222,23 +259,31 @@ def _apply_files(
             if row is not None and row["sha256"] == sha:
                 report.files_skipped += 1
             else:
-                document = read_document(path, title=titles.title_for(path))
-                passages = split_passages(document)
-                if not passages:
-                    raise DocumentReadError(path, "no paragraphs of text found")
-                pending.append(
-                    _PendingDocument(key, str(path), sha, passages, passage_ids(key, passages))
+                in_flight.append(
+                    (key, str(path), sha, segmenter.submit(path, titles.title_for(path)))
                 )
-                pending_passages += len(passages)
-        except DocumentReadError as exc:
-            report.files_failed.append(ReadFailure(path=str(path), error=exc.reason))
         except OSError as exc:
             report.files_failed.append(ReadFailure(path=str(path), error=str(exc.strerror)))
-        if pending_passages >= EMBED_BATCH_PASSAGES or (done == len(files) and pending):
-            _store_documents(conn, pending, embedder, classifier, report, segmenter)
-            pending, pending_passages = [], 0
+        while len(in_flight) > (ahead if done < len(files) else 0):
+            key, name, sha, ready = in_flight.popleft()
+            try:
+                document = ready()
+            except DocumentReadError as exc:
+                report.files_failed.append(ReadFailure(path=name, error=exc.reason))
+                continue
+            except OSError as exc:
+                report.files_failed.append(ReadFailure(path=name, error=str(exc.strerror)))
+                continue
+            ids = passage_ids(key, document.passages)
+            pending.append(_PendingDocument(key, name, sha, document, ids))
+            pending_passages += len(ids)
+            if pending_passages >= EMBED_BATCH_PASSAGES:
+                _store_documents(conn, pending, embedder, classifier, report)
+                pending, pending_passages = [], 0
         if progress is not None:
             progress(done, len(files))
+    if pending:
+        _store_documents(conn, pending, embedder, classifier, report)
 
 
 def _store_documents(
@@ -247,18 +292,20 @@ def _store_documents(
     embedder: PassageEmbedder,
     classifier: PassageClassifier | None,
     report: IndexReport,
-    segmenter: BackgroundSegmenter,
 ) -> None:
-    passages = [p for doc in pending for p in doc.passages]
+    """Embed, tag and store a batch of segmented documents; the classifier reads the text
+    logits the segmenting processes computed, when they did."""
+    passages = [p for doc in pending for p in doc.document.passages]
     ids = [i for doc in pending for i in doc.ids]
+    tokens = [t for doc in pending for t in doc.document.tokens]
     texts = [p.text for p in passages]
-    tokens_ready = segmenter.submit(texts)  # segmentation overlaps with embedding below
+    scored = [doc.document.scores for doc in pending]
+    text_logits = np.concatenate(scored) if all(s is not None for s in scored) else None
     known = _stored_vectors(conn, ids, embedder.dim)
     missing = [i for i, pid in enumerate(ids) if pid not in known]
     inputs = [passage_input(passages[i].text, passages[i].section) for i in missing]
     fresh = embedder.embed_passages(inputs) if missing else None
     report.passages_embedded += len(missing)
-    tokens = tokens_ready()
     vectors = [known.get(pid) for pid in ids]
     for j, i in enumerate(missing):
         vectors[i] = fresh[j]
@@ -271,6 +318,7 @@ def _store_documents(
             tokens=tokens,
             sections=[p.section for p in passages],
             embeddings=np.stack(vectors).astype(np.float32) if same_model and vectors else None,
+            **({"text_logits": text_logits} if text_logits is not None else {}),
         )
     offset = 0
     for doc in pending:
@@ -278,11 +326,18 @@ def _store_documents(
         cursor = conn.execute(
             "INSERT INTO documents (key, path, title, sha256, n_passages, indexed_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (doc.key, doc.path, doc.passages[0].title, doc.sha256, len(doc.passages), time.time()),
+            (
+                doc.key,
+                doc.path,
+                doc.document.passages[0].title,
+                doc.sha256,
+                len(doc.ids),
+                time.time(),
+            ),
         )
         doc_id = cursor.lastrowid
         rows = []
-        for n, passage in enumerate(doc.passages):
+        for n, passage in enumerate(doc.document.passages):
             i = offset + n
             topic = topics[i]
             rows.append(
@@ -305,7 +360,7 @@ def _store_documents(
             "tokens, topic, topic_scores, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-        offset += len(doc.passages)
+        offset += len(doc.ids)
         report.files_indexed += 1
 
 

@@ -25,12 +25,14 @@ class DiacriticRestorer:
     @classmethod
     def build(cls, token_lists: Iterable[Sequence[str]]) -> DiacriticRestorer:
         """Learn the table from segmented passages (tokens like `kỷ_luật`)."""
-        counts: dict[str, Counter[str]] = defaultdict(Counter)
+        occurrences: Counter[str] = Counter()
         for tokens in token_lists:
-            for token in tokens:
-                word = token.lower()
-                if any(ch.isalpha() for ch in word):
-                    counts[fold_accents(word)][word] += 1
+            occurrences.update(tokens)
+        counts: dict[str, Counter[str]] = defaultdict(Counter)
+        for token, n in occurrences.items():  # each distinct token once
+            word = token.lower()
+            if any(ch.isalpha() for ch in word):
+                counts[fold_accents(word)][word] += n
         return cls({folded: forms.most_common(1)[0][0] for folded, forms in counts.items()})
 
     def save(self, path: Path) -> None:

@@ -9,7 +9,9 @@ import re
 import shutil
 import tempfile
 import warnings
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,12 @@ E5_PROMPTS = {"query": "query: ", "passage": "passage: "}
 # A batch holds at most batch_size texts and batch_size * this many padded tokens, so a few
 # long paragraphs go in small batches instead of padding a full batch to their length.
 TOKENS_PER_TEXT = 128
+# On CUDA: a batch holds up to this many texts, batches are ordered by characters (about this
+# many per token for Vietnamese e5 input), and this many threads tokenise ahead of the GPU.
+GPU_BATCH_SIZE = 256
+CHARS_PER_TOKEN = 4
+TOKENIZER_THREADS = 4
+PAD_MULTIPLE = 16
 ONNX_FORMAT = 1
 ONNX_STAMP = "vnsearch_onnx.json"
 ONNX_FILE = "model_qint8.onnx"
@@ -143,7 +151,8 @@ def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> 
 
 
 class _TorchEncoder:
-    """sentence-transformers in PyTorch (fp32), on CPU or CUDA."""
+    """sentence-transformers in PyTorch: fp32 on a CPU; fp16 on CUDA, with the next batches
+    tokenised in threads while the GPU runs the current one."""
 
     def __init__(self, path: Path, device: str | None, max_length: int | None) -> None:
         from sentence_transformers import SentenceTransformer
@@ -157,19 +166,109 @@ class _TorchEncoder:
         self.dim = int((dimension or self.model.get_sentence_embedding_dimension)())
         self.device = str(self.model.device)
         self.prompts = dict(self.model.prompts)
+        self.on_gpu = self.device.startswith("cuda")
+        if self.on_gpu:
+            self.model.half()  # fp16 vectors stay within 0.9999 cosine of fp32 (bench_index)
+        self._tokenizer, self._feature_template = self._fast_tokenizer()
+
+    def _fast_tokenizer(self) -> tuple[Any, dict[str, Any]]:
+        """Return the model's Rust tokenizer set to pad and truncate like sentence-transformers,
+        and the features beside `input_ids` and `attention_mask` that its forward expects.
+
+        `encode_batch` of the Rust tokenizer releases the GIL, so several threads tokenise at
+        once; transformers' Python wrapper around it held the GIL and kept a GPU waiting
+        (eval/RESULTS.md, GPU figures).
+        """
+        from tokenizers import Tokenizer
+
+        # sentence-transformers 6 renamed tokenize to preprocess.
+        preprocess = getattr(self.model, "preprocess", None) or self.model.tokenize
+        template = dict(preprocess(["x"]))
+        wrapper = self.model.tokenizer
+        tokenizer = Tokenizer.from_str(wrapper.backend_tokenizer.to_str())
+        tokenizer.enable_truncation(self.max_length)
+        tokenizer.enable_padding(
+            pad_id=wrapper.pad_token_id or 0,
+            pad_token=wrapper.pad_token,
+            pad_to_multiple_of=PAD_MULTIPLE,  # fewer distinct shapes, aligned for tensor cores
+        )
+        return tokenizer, template
 
     def token_counts(self, texts: list[str]) -> list[int]:
+        if self.on_gpu:
+            # Ordering by characters spares a second tokenisation of every text; the GPU
+            # batches only need similar lengths, not exact ones.
+            return [min(len(text) // CHARS_PER_TOKEN + 2, self.max_length) for text in texts]
         encoded = self.model.tokenizer(texts, truncation=True, max_length=self.max_length)
         return [len(ids) for ids in encoded["input_ids"]]
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        return self.model.encode(
-            texts,
-            batch_size=len(texts),
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
+        return self.encode_batches([texts])[0]
+
+    def encode_batches(self, batches: list[list[str]]) -> list[np.ndarray]:
+        """Embed each batch; returns unit vectors per batch, in order."""
+        if not self.on_gpu:
+            return [
+                self.model.encode(
+                    texts,
+                    batch_size=len(texts),
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
+                for texts in batches
+            ]
+        import torch
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        threads = min(TOKENIZER_THREADS, os.cpu_count() or 1)
+        outputs = []
+        # cuDNN attention builds a plan for every new (batch, length) shape: tens of ms each,
+        # which made a first pass over a corpus several times slower than the next on an H200.
+        kernels = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+        with ThreadPoolExecutor(threads) as pool, torch.inference_mode(), sdpa_kernel(kernels):
+            # Tokenisers release the GIL: `threads` batches are prepared while the GPU works.
+            ready = deque(pool.submit(self._features, b) for b in batches[:threads])
+            upcoming = iter(batches[threads:])
+            while ready:
+                features = ready.popleft().result()
+                following = next(upcoming, None)
+                if following is not None:
+                    ready.append(pool.submit(self._features, following))
+                features = {
+                    key: value.to(self.device, non_blocking=True)
+                    if isinstance(value, torch.Tensor)
+                    else value
+                    for key, value in features.items()
+                }
+                pooled = self.model(features)["sentence_embedding"].float()
+                outputs.append(torch.nn.functional.normalize(pooled, dim=-1))
+        # One copy back at the end: no synchronisation between batches.
+        return [vectors.cpu().numpy() for vectors in outputs]
+
+    def _features(self, texts: list[str]) -> dict[str, Any]:
+        import torch
+
+        encodings = self._tokenizer.encode_batch(texts)
+        ids = torch.from_numpy(np.array([e.ids for e in encodings], dtype=np.int64))
+        mask = torch.from_numpy(np.array([e.attention_mask for e in encodings], dtype=np.int64))
+        features: dict[str, Any] = {}
+        for key, value in self._feature_template.items():
+            if key == "input_ids":
+                features[key] = ids
+            elif key == "attention_mask":
+                features[key] = mask
+            elif isinstance(value, torch.Tensor):  # token_type_ids of BERT-style models
+                features[key] = torch.zeros_like(ids)
+            else:
+                features[key] = value  # e.g. sentence-transformers 6's "modality": "text"
+        if torch.cuda.is_available():
+            # Page-locked host memory lets the copy to the GPU overlap with the GPU's work.
+            features = {
+                key: value.pin_memory() if isinstance(value, torch.Tensor) else value
+                for key, value in features.items()
+            }
+        return features
 
 
 def onnx_cache_dir(model_dir: Path, digest: str) -> Path:
@@ -406,7 +505,7 @@ class Embedder:
         self,
         model: str | None = None,
         device: str | None = None,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         backend: str = "torch",
         max_length: int | None = None,
     ) -> None:
@@ -417,7 +516,7 @@ class Embedder:
                 folder or a Hugging Face model name already in the local cache.
             device: "cpu", "cuda", "cuda:1" ...; None picks CUDA when available (torch backend)
                 or the CPU (onnx backend).
-            batch_size: Most texts per forward pass.
+            batch_size: Most texts per forward pass; None: 256 on CUDA, 32 elsewhere.
             backend: "torch" (fp32 sentence-transformers) or "onnx" (int8 ONNX Runtime on CPU;
                 exported on first use and cached beside the built model).
             max_length: Truncate inputs to this many tokens; None keeps the model's limit
@@ -427,7 +526,7 @@ class Embedder:
             InvalidInputError: batch_size, backend or max_length is not acceptable.
             ModelError: The model cannot be found, built, exported or loaded.
         """
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise InvalidInputError(f"batch_size must be at least 1, not {batch_size}")
         if backend not in BACKENDS:
             raise InvalidInputError(f"backend must be one of {BACKENDS}, not {backend!r}")
@@ -436,7 +535,6 @@ class Embedder:
         self.name, path = _resolve(model)
         self.path = str(path)
         self.backend = backend
-        self.batch_size = batch_size
         # The ONNX export is cached under the weights' digest; torch needs it for the fingerprint.
         self._digest = weights_digest(path) if backend == "onnx" else None
         try:
@@ -451,6 +549,9 @@ class Embedder:
             raise ModelError(f"cannot load {self.name} from {path}{where}: {exc}") from exc
         self.dim = self._encoder.dim
         self.device = self._encoder.device
+        if batch_size is None:
+            batch_size = GPU_BATCH_SIZE if self.device.startswith("cuda") else 32
+        self.batch_size = batch_size
         self.max_length = self._encoder.max_length
         if is_e5(self.name):
             self.prompts = dict(E5_PROMPTS)
@@ -512,8 +613,13 @@ class Embedder:
         try:
             lengths = self._encoder.token_counts(prompted)
             max_tokens = self.batch_size * TOKENS_PER_TEXT
-            for rows in length_batches(lengths, self.batch_size, max_tokens):
-                vectors[rows] = self._encoder.encode([prompted[i] for i in rows])
+            batches = length_batches(lengths, self.batch_size, max_tokens)
+            if hasattr(self._encoder, "encode_batches"):
+                done = self._encoder.encode_batches([[prompted[i] for i in b] for b in batches])
+            else:
+                done = [self._encoder.encode([prompted[i] for i in rows]) for rows in batches]
+            for rows, batch_vectors in zip(batches, done, strict=True):
+                vectors[rows] = batch_vectors
         except (RuntimeError, MemoryError) as exc:
             raise ModelError(
                 f"embedding with {self.name} failed: {exc}; try a smaller batch_size "

@@ -571,6 +571,8 @@ class TopicClassifier:
         self.temperature = float(temperature)
         self.info = dict(info or {})
         self._sparse_width = sparse_width
+        # The folder `load` read, so that worker processes can load the same model.
+        self.source: str | None = None
         self._embedder: Embedder | None = None
         self._embedder_lock = threading.Lock()
 
@@ -664,12 +666,33 @@ class TopicClassifier:
         dense = self._dense(texts, sections, embeddings)
         return _features(self.blocks, texts, tokens, sections, dense)
 
+    def text_logits(
+        self, texts: Sequence[str], tokens: Sequence[Sequence[str]], sections: Sequence[str]
+    ) -> np.ndarray:
+        """Return the part of the logits that the words, characters and headings give.
+
+        The model is linear, so this part can be computed apart from the passage vectors (the
+        indexer computes it in its segmenting processes) and passed to `predict`.
+
+        Args:
+            texts: Normalised paragraphs.
+            tokens: Their word segmentation.
+            sections: Their section headings ("" for none).
+
+        Returns:
+            A float32 array (texts, labels), before the temperature.
+        """
+        sparse = _features(self.blocks, texts, tokens, sections)
+        logits = np.asarray(sparse @ self.coef[:, : self._sparse_width].T) + self.intercept
+        return logits.astype(np.float32)
+
     def decision_function(
         self,
         texts: Sequence[str],
         tokens: Sequence[Sequence[str]],
         sections: Sequence[str],
         embeddings: np.ndarray | None = None,
+        text_logits: np.ndarray | None = None,
     ) -> np.ndarray:
         """Return the temperature-scaled logits, shape (texts, labels).
 
@@ -679,10 +702,18 @@ class TopicClassifier:
             sections: Their section headings ("" for none).
             embeddings: Their passage embeddings when the model has a dense block; computed
                 here when None.
+            text_logits: `text_logits` of these texts when already computed.
         """
         dense = self._dense(texts, sections, embeddings)
-        sparse = _features(self.blocks, texts, tokens, sections)
-        logits = np.asarray(sparse @ self.coef[:, : self._sparse_width].T) + self.intercept
+        if text_logits is None:
+            logits = self.text_logits(texts, tokens, sections)
+        elif np.shape(text_logits) == (len(texts), len(self.labels)):
+            logits = np.array(text_logits, dtype=np.float32)
+        else:
+            raise InvalidInputError(
+                f"text_logits has shape {np.shape(text_logits)}; expected "
+                f"{(len(texts), len(self.labels))}, from text_logits() of the same texts"
+            )
         if dense is not None:
             # The dense columns are multiplied directly: no sparse copy of a dense block.
             logits += dense @ self.coef[:, self._sparse_width :].T
@@ -706,6 +737,7 @@ class TopicClassifier:
         tokens: Sequence[Sequence[str]] | None = None,
         sections: Sequence[str] | None = None,
         embeddings: np.ndarray | None = None,
+        text_logits: np.ndarray | None = None,
     ) -> list[TopicPrediction]:
         """Predict the topic of each paragraph.
 
@@ -718,6 +750,8 @@ class TopicClassifier:
                 (an indexer passes its own when its `Embedder.fingerprint` equals
                 `embedding_fingerprint`); otherwise the model embeds the texts itself when it
                 reads embeddings. Ignored by a TF-IDF-only model.
+            text_logits: `text_logits(texts, tokens, sections)` when already computed
+                elsewhere (the indexer's segmenting processes); computed here when None.
 
         Returns:
             One prediction per text, with a probability for every label; they sum to 1.
@@ -728,7 +762,8 @@ class TopicClassifier:
         """
         if isinstance(texts, str):
             texts = [texts]
-        texts = [normalize_text(text) for text in texts]
+        if text_logits is None:  # the words and characters are read here: normalise them
+            texts = [normalize_text(text) for text in texts]
         if self.embedding is not None and embeddings is not None:
             _check_embeddings(embeddings, len(texts), self.embedding)
         if not texts:
@@ -745,7 +780,7 @@ class TopicClassifier:
                     f"{len(given)} {name} for {len(texts)} texts; pass one entry per text "
                     "(an empty list or string where there is none)"
                 )
-        logits = self.decision_function(texts, tokens, sections, embeddings)
+        logits = self.decision_function(texts, tokens, sections, embeddings, text_logits)
         predictions = []
         for row in _softmax(logits):
             scores = {label: float(p) for label, p in zip(self.labels, row, strict=True)}
@@ -901,9 +936,11 @@ class TopicClassifier:
             raise
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"{folder}: damaged topic model ({exc}); {_TRAIN_HINT}") from None
-        return cls(
+        model = cls(
             blocks, coef, intercept, labels, temperature, manifest.get("training"), embedding
         )
+        model.source = str(folder.resolve())
+        return model
 
     @classmethod
     def load_default(cls) -> TopicClassifier:

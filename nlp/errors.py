@@ -15,6 +15,10 @@ class DocumentReadError(VnsearchError):
         self.path = path
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Raised in a segmenting process and re-raised in the indexer: rebuild from both parts.
+        return (DocumentReadError, (self.path, self.reason))
+
 
 class InvalidInputError(VnsearchError):
     """A query, parameter or input file is not acceptable; the message says what is."""

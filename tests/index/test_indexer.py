@@ -121,3 +121,34 @@ def test_segmentation_runs_in_process_beside_a_cpu_encoder():
 
     assert default_segment_workers("cpu") == 0  # the int8 encoder already uses every core
     assert default_segment_workers("cuda") >= 1
+
+
+def test_segmenting_processes_ahead_give_the_same_index(tmp_path, docs, embedder, classifier):
+    # Small batches, so that several are segmented in worker processes ahead of the one being
+    # embedded and stored, each computing the classifier's text logits beside the tokens;
+    # every passage must come out as with in-process segmentation and classification.
+    import index.indexer as indexer
+
+    def stored(root):
+        searcher = Searcher(root, embedder)
+        total, rows = searcher.list_passages(limit=100)
+        while len(rows) < total:
+            rows += searcher.list_passages(limit=100, offset=len(rows))[1]
+        return [
+            (p.passage_id, p.text, p.topic, {k: round(v, 5) for k, v in p.topic_scores.items()})
+            for p in rows
+        ]
+
+    assert indexer._worker_scorer(classifier, 2) is not None  # text logits in the workers
+    assert indexer._worker_scorer(classifier, 0) is None
+    original = indexer.EMBED_BATCH_PASSAGES
+    indexer.EMBED_BATCH_PASSAGES = 8  # the same batches both ways: int8 vectors depend on them
+    try:
+        index_paths([docs], tmp_path / "in-process", embedder, classifier, segment_workers=0)
+        report = index_paths([docs], tmp_path / "ahead", embedder, classifier, segment_workers=2)
+    finally:
+        indexer.EMBED_BATCH_PASSAGES = original
+    assert report.files_indexed == 2
+    assert stored(tmp_path / "ahead") == stored(tmp_path / "in-process")
+    for name in ("in-process", "ahead"):
+        assert Searcher(tmp_path / name, embedder).search("kỷ luật đảng viên", k=1).hits

@@ -299,3 +299,13 @@ def test_passage_input_puts_the_innermost_heading_first(report_path):
     heading = "3. Công tác kiểm tra, giám sát và thi hành kỷ luật Đảng"
     assert passage_input(hit.text, hit.section) == f"{heading}. {hit.text}"
     assert passage_input(hit.text, "") == hit.text
+
+
+def test_pipelined_gpu_path_matches_the_plain_encode(model_dir, sample, fp32_vectors):
+    # The CUDA path (threads tokenising ahead, one copy back, character-length ordering) run
+    # on the CPU in fp32: the same vectors, in input order, as sentence-transformers' encode.
+    embedder = Embedder(model_dir, device="cpu", batch_size=3)
+    embedder._encoder.on_gpu = True
+    vectors = embedder.embed_passages(sample)
+    assert vectors.shape == fp32_vectors.shape
+    assert _cosines(vectors, fp32_vectors).min() > 0.9999
