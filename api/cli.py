@@ -129,8 +129,8 @@ def index(
     workers: Annotated[
         int | None,
         typer.Option(
-            help="Processes segmenting while the embedder runs (default: 0 on a CPU, "
-            "cores - 1 beside a GPU)."
+            help="Processes reading and segmenting while the embedder runs (default: 0 on a "
+            "CPU, one per core beside a GPU)."
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
