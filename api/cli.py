@@ -314,6 +314,13 @@ def eval_classify(
         int, typer.Option(help="Instead, grouped cross-validation with this many folds.")
     ] = 0,
     plot: Annotated[Path | None, typer.Option(help="Draw the confusion matrix (PNG).")] = None,
+    documents: Annotated[
+        Path | None,
+        typer.Option(
+            help="Corpus folder: classify each row whose `file` is there within its document, "
+            "as `vnsearch index` tags it (e.g. ../shared/corpus)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Accuracy, macro-F1, per-class report and confusion matrix of the topic classifier."""
@@ -323,7 +330,7 @@ def eval_classify(
     if cv:
         result = grouped_cross_validation(examples, folds=cv)
     else:
-        result = evaluate(load_classifier(model), examples)
+        result = evaluate(load_classifier(model), examples, documents=documents)
     if plot is not None:
         plot_confusion(result, plot)
     if as_json:
@@ -331,6 +338,7 @@ def eval_classify(
         return
     typer.echo(
         f"n={result['n']} accuracy={result['accuracy']:.3f} macro-F1={result['macro_f1']:.3f}"
+        + (f" (read within their documents: {result['in_documents']})" if documents else "")
     )
     for label, row in result["per_class"].items():
         typer.echo(

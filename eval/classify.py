@@ -91,6 +91,7 @@ def evaluate(
     tokens: Sequence[Sequence[str]] | None = None,
     use_sections: bool = True,
     embeddings: np.ndarray | None = None,
+    documents: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Score a classifier on labelled examples.
 
@@ -101,16 +102,70 @@ def evaluate(
         use_sections: Pass the examples' section headings to the classifier.
         embeddings: Their passage embeddings when already known (for a classifier that reads
             them; it embeds the texts itself otherwise).
+        documents: A corpus folder: an example whose document (`group`, e.g.
+            `party/x.md`) is a file there is classified within that document, beside all its
+            other paragraphs, as `vnsearch index` tags it (`predict(documents=...)`); the
+            others alone. None classifies every example alone.
 
     Returns:
-        The dict of `classification_metrics`, with `log_loss`.
+        The dict of `classification_metrics`, with `log_loss` and `"in_documents"` (how many
+        examples were read within their document).
     """
-    predictions = _predict(classifier, examples, tokens, use_sections, embeddings)
-    return classification_metrics(
+    if documents is None:
+        predictions = _predict(classifier, examples, tokens, use_sections, embeddings)
+        within = 0
+    else:
+        predictions, within = _predict_in_documents(classifier, examples, use_sections, documents)
+    result = classification_metrics(
         [example.label for example in examples],
         [prediction.topic for prediction in predictions],
         [prediction.scores for prediction in predictions],
     )
+    result["in_documents"] = within
+    return result
+
+
+def _predict_in_documents(
+    classifier: TopicClassifier,
+    examples: Sequence[LabelledExample],
+    use_sections: bool,
+    corpus: str | os.PathLike[str],
+) -> tuple[list[TopicPrediction], int]:
+    """Classify each example beside the other paragraphs of its document (when found)."""
+    from models.topics import text_sha1
+    from nlp.errors import DocumentReadError
+    from nlp.paragraphs import split_passages
+    from nlp.reader import read_document
+
+    texts, sections, keys = [], [], []
+    for n, example in enumerate(examples):
+        texts.append(example.text)
+        sections.append(example.section if use_sections else "")
+        keys.append(("alone", n))
+    by_group: dict[str, list[int]] = {}
+    for n, example in enumerate(examples):
+        by_group.setdefault(example.group, []).append(n)
+    within = 0
+    for group, members in by_group.items():
+        path = Path(corpus) / group
+        try:
+            passages = split_passages(read_document(path)) if path.is_file() else []
+        except DocumentReadError:
+            passages = []
+        if not passages:
+            continue
+        labelled = {text_sha1(examples[n].text) for n in members}
+        for n in members:
+            keys[n] = group
+        within += len(members)
+        # The document's other paragraphs join the batch; the labelled ones stand for theirs.
+        for passage in passages:
+            if text_sha1(passage.text) not in labelled:
+                texts.append(passage.text)
+                sections.append(passage.section if use_sections else "")
+                keys.append(group)
+    predictions = classifier.predict(texts, sections=sections, documents=keys)
+    return predictions[: len(examples)], within
 
 
 def _predict(

@@ -4,6 +4,7 @@ Usage (from the repository root):
 
     python -m eval.train_topics                   # cross-validate, then write models/topic_model/
     python -m eval.train_topics --mode transfer   # train on one label source, test on the other
+    python -m eval.train_topics --mode documents  # CV with paragraphs read within their document
     python -m eval.train_topics --mode all --baseline --embedding-cache /tmp/vnsearch-emb
 
 Cross-validation holds out whole documents (every paragraph of a file is on one side), in two
@@ -30,6 +31,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,20 @@ from models.topics import (  # noqa: E402
 )
 
 TRANSFER_SPLITS = ("dev+report -> own", "own -> dev")
+
+
+@dataclass
+class TrainingSet:
+    """What every protocol reads: the examples, their tokens and embeddings, training options."""
+
+    examples: Sequence[LabelledExample]
+    tokens: Sequence[Sequence[str]]
+    embeddings: np.ndarray | None
+    options: dict[str, Any]
+
+    def unpack(self) -> tuple[Any, Any, Any, dict[str, Any]]:
+        """Return (examples, tokens, embeddings, options)."""
+        return self.examples, self.tokens, self.embeddings, self.options
 
 
 def _table(title: str, result: dict[str, Any]) -> str:
@@ -193,13 +209,7 @@ def _rounded(result: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def run_cross_validation(
-    examples: Sequence[LabelledExample],
-    tokens: Sequence[Sequence[str]],
-    embeddings: np.ndarray | None,
-    options: dict[str, Any],
-    args: argparse.Namespace,
-) -> dict[str, Any]:
+def run_cross_validation(data: TrainingSet, args: argparse.Namespace) -> dict[str, Any]:
     """Print both grouped CV protocols, averaged over seeds; return a summary for the manifest.
 
     Dev protocol: folds split the dev rows by document; the other sources join each training
@@ -208,6 +218,7 @@ def run_cross_validation(
     every row is scored, per source as well. The fold models are scored with and without
     section headings.
     """
+    examples, tokens, embeddings, options = data.unpack()
     agreement = _agreement(args.shared)
     dev = [i for i, e in enumerate(examples) if e.source == SOURCE_DEV]
     extra = [i for i, e in enumerate(examples) if e.source != SOURCE_DEV]
@@ -287,14 +298,9 @@ def run_cross_validation(
     return summary
 
 
-def run_transfer(
-    examples: Sequence[LabelledExample],
-    tokens: Sequence[Sequence[str]],
-    embeddings: np.ndarray | None,
-    options: dict[str, Any],
-    args: argparse.Namespace,
-) -> dict[str, Any]:
+def run_transfer(data: TrainingSet, args: argparse.Namespace) -> dict[str, Any]:
     """Train on one label source and test on the other, on documents the model never saw."""
+    examples, tokens, embeddings, options = data.unpack()
     dev_documents = {e.group for e in examples if e.source in (SOURCE_DEV, SOURCE_REPORT)}
     own_elsewhere = [
         i for i, e in enumerate(examples) if e.source == SOURCE_OWN and e.group not in dev_documents
@@ -341,18 +347,83 @@ def run_transfer(
     return summary
 
 
-def _evaluate_all(
-    examples: Sequence[LabelledExample],
-    tokens: Sequence[Sequence[str]],
-    embeddings: np.ndarray | None,
-    options: dict[str, Any],
-    args: argparse.Namespace,
-) -> dict[str, Any]:
+def run_document_context(data: TrainingSet, args: argparse.Namespace) -> dict[str, Any]:
+    """Grouped CV over the dev documents with every paragraph of a held-out document classified,
+    so that each labelled paragraph can be read within its document as the indexer tags it
+    (`TopicClassifier.predict(documents=...)`), at several document weights."""
+    examples, tokens, embeddings, options = data.unpack()
+    from eval.classify import classification_metrics, document_folds
+    from nlp.paragraphs import split_passages
+    from nlp.reader import read_document
+    from nlp.segment import segment_texts
+
+    dev = [i for i, e in enumerate(examples) if e.source == SOURCE_DEV]
+    extra = [i for i, e in enumerate(examples) if e.source != SOURCE_DEV]
+    documents = {}
+    for group in sorted({examples[i].group for i in dev}):
+        passages = split_passages(read_document(args.shared / "corpus" / group))
+        vectors = (
+            _embed(passages, options["embedder"], args.embedding_cache)
+            if embeddings is not None
+            else None
+        )
+        texts = [p.text for p in passages]
+        documents[group] = (texts, [p.section for p in passages], segment_texts(texts), vectors)
+    print(
+        f"\n=== document context: {len(documents)} dev documents, "
+        f"{sum(len(d[0]) for d in documents.values())} paragraphs classified per seed ==="
+    )
+    weights = (0.0, 0.5, 1.0)
+    results: dict[float, list[dict[str, Any]]] = {w: [] for w in weights}
+    gold = [examples[i].label for i in dev]
+    for seed in args.seeds:
+        predicted: dict[float, list[str]] = {w: [""] * len(dev) for w in weights}
+        for train, test in document_folds([examples[i] for i in dev], args.folds, seed):
+            held = {examples[dev[j]].group for j in test}
+            rows = [dev[j] for j in train] + [i for i in extra if examples[i].group not in held]
+            classifier = train_classifier(
+                [examples[i] for i in rows],
+                tokens=[tokens[i] for i in rows],
+                seed=seed,
+                **options,
+                **({} if embeddings is None else {"embeddings": embeddings[rows]}),
+            )
+            means = {}
+            for group in held:
+                texts, sections, doc_tokens, vectors = documents[group]
+                means[group] = classifier.decision_function(texts, doc_tokens, sections, vectors)
+            picked = [dev[j] for j in test]
+            logits = classifier.decision_function(
+                [examples[i].text for i in picked],
+                [tokens[i] for i in picked],
+                [examples[i].section for i in picked],
+                embeddings[picked] if embeddings is not None else None,
+            )
+            for weight in weights:
+                # As `with_document_context`: the mean over the document's paragraphs (the
+                # labelled one among them) is added to the labelled paragraph's logits.
+                for j, row in zip(test, logits, strict=True):
+                    group = examples[dev[j]].group
+                    mixed = row + weight * means[group].mean(axis=0)
+                    predicted[weight][j] = classifier.labels[int(mixed.argmax())]
+        for weight in weights:
+            results[weight].append(classification_metrics(gold, predicted[weight]))
+    summary = {}
+    for weight in weights:
+        merged = _mean_metrics(results[weight])
+        print(_table(f"dev rows, document weight {weight:g}", merged))
+        summary[f"document_weight_{weight:g}"] = _rounded(merged)
+    return summary
+
+
+def _evaluate_all(data: TrainingSet, args: argparse.Namespace) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     if args.mode in ("train", "cv", "all"):
-        summary = run_cross_validation(examples, tokens, embeddings, options, args)
+        summary = run_cross_validation(data, args)
     if args.mode in ("transfer", "all"):
-        summary["transfer"] = run_transfer(examples, tokens, embeddings, options, args)
+        summary["transfer"] = run_transfer(data, args)
+    if args.mode in ("documents", "all"):
+        summary["document_context"] = run_document_context(data, args)
     return summary
 
 
@@ -400,10 +471,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--mode",
-        choices=("train", "cv", "transfer", "all"),
+        choices=("train", "cv", "transfer", "documents", "all"),
         default="train",
-        help="train: CV then write the model; cv / transfer: report only; "
-        "all: CV, transfer, then write the model",
+        help="train: CV then write the model; cv / transfer / documents (paragraphs read "
+        "within their documents): report only; all: all three, then write the model",
     )
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument(
@@ -467,10 +538,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     baseline: dict[str, Any] = {}
     if args.baseline and args.embedding_weight > 0 and args.mode != "train":
         print("\n######## baseline: TF-IDF only (--embedding-weight 0) ########")
-        baseline = _evaluate_all(examples, tokens, None, {"c": args.c, "embedding_weight": 0}, args)
+        tfidf_only = TrainingSet(examples, tokens, None, {"c": args.c, "embedding_weight": 0})
+        baseline = _evaluate_all(tfidf_only, args)
         baseline.pop("plot_source", None)
         print(f"\n######## model: TF-IDF + embeddings (weight {args.embedding_weight:g}) ########")
-    summary = _evaluate_all(examples, tokens, embeddings, options, args)
+    summary = _evaluate_all(TrainingSet(examples, tokens, embeddings, options), args)
     dev_result = summary.pop("plot_source", None)
     if args.plot and dev_result is not None:
         plot_confusion(dev_result, args.plot)

@@ -66,6 +66,8 @@ class PassageClassifier(Protocol):
         tokens: Sequence[Sequence[str]] | None = None,
         sections: Sequence[str] | None = None,
         embeddings: np.ndarray | None = None,
+        text_logits: np.ndarray | None = None,
+        documents: Sequence[int] | None = None,
     ) -> list: ...
 
 
@@ -211,15 +213,15 @@ def index_paths(
             if prune:
                 report.files_pruned = _prune(conn)
             conn.commit()
-            if manifest is not None and not (report.files_indexed or report.files_pruned):
+            kind = resolve_kind(dense_kind, _count(conn))
+            unchanged = not (report.files_indexed or report.files_pruned)
+            if manifest is not None and unchanged and kind == manifest.dense_kind:
                 conn.close()  # nothing changed: keep the current generation as it is
                 shutil.rmtree(tmp, ignore_errors=True)
                 report.passages = manifest.passages
                 report.seconds = time.perf_counter() - started
                 return report
-            counts = _finish_generation(
-                conn, tmp, resolve_kind(dense_kind, _count(conn)), model.dim
-            )
+            counts = _finish_generation(conn, tmp, kind, model.dim)
         finally:
             conn.close()
         documents, passages, kind = counts
@@ -320,7 +322,9 @@ def _store_documents(
             tokens=tokens,
             sections=[p.section for p in passages],
             embeddings=np.stack(vectors).astype(np.float32) if same_model and vectors else None,
-            **({"text_logits": text_logits} if text_logits is not None else {}),
+            text_logits=text_logits,
+            # Whole documents are in the batch: each paragraph is read within its document.
+            documents=[n for n, doc in enumerate(pending) for _ in doc.ids],
         )
     offset = 0
     for doc in pending:

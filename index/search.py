@@ -9,6 +9,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Protocol
@@ -257,6 +258,9 @@ class Searcher:
         self.embedder = embedder
         self.fusion = FusionSettings()
         self._lock = threading.Lock()
+        # The lexical leg of a hybrid search runs here while the calling thread embeds the
+        # query and searches the dense index (both release the GIL).
+        self._lexical_pool = ThreadPoolExecutor(1, thread_name_prefix="vnsearch-lexical")
         self._load()
 
     def _load(self) -> None:
@@ -371,19 +375,23 @@ class Searcher:
         with self._lock:
             allowed = self._allowed(topic, doc, section)
             depth = max(self.fusion.depth, offset + k)
+            searchable = allowed is None or len(allowed) > 0
+            lexical = None
+            if mode != "dense" and searchable:
+                lexical = self._lexical_pool.submit(self._lexical_leg, texts, depth, allowed)
             dense_texts = [q if has_diacritics(q) else self._restorer.restore(q) for q in texts]
             dense_ids: list[np.ndarray] = [np.zeros(0, np.int64)] * len(texts)
             dense_scores: list[np.ndarray] = [np.zeros(0, np.float32)] * len(texts)
-            if mode != "lexical" and (allowed is None or len(allowed)):
+            if mode != "lexical" and searchable:
                 vectors = self.embedder.embed_queries(dense_texts)
                 scores, ids = search_dense(self._dense, vectors, depth, allowed)
                 dense_ids = [row[row >= 0] for row in ids]
                 dense_scores = [s[row >= 0] for s, row in zip(scores, ids, strict=True)]
+            empty = (np.zeros(0, np.float32), np.zeros(0, np.int64))
+            lexical_hits = lexical.result() if lexical is not None else [empty] * len(texts)
             results = []
             for i, text in enumerate(texts):
-                lex_scores, lex_ids = np.zeros(0, np.float32), np.zeros(0, np.int64)
-                if mode != "dense" and (allowed is None or len(allowed)):
-                    lex_scores, lex_ids = self._lexical.search(query_terms(text), depth, allowed)
+                lex_scores, lex_ids = lexical_hits[i]
                 ranked = self._rank(mode, lex_ids, lex_scores, dense_ids[i], dense_scores[i])
                 ranked = _without_copies(ranked, self._first_copy)
                 page = ranked[offset : offset + k]
@@ -392,6 +400,11 @@ class Searcher:
                     SearchResult(query=queries[i], mode=mode, total=len(ranked), hits=hits)
                 )
         return results
+
+    def _lexical_leg(
+        self, texts: Sequence[str], depth: int, allowed: np.ndarray | None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [self._lexical.search(query_terms(text), depth, allowed) for text in texts]
 
     def _rank(
         self,

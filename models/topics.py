@@ -43,7 +43,7 @@ import shutil
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cache
@@ -86,6 +86,11 @@ SOURCE_REPORT = "report"
 # Scale of the unit-length passage embeddings beside the L2-normalised TF-IDF blocks (weights
 # 1, 1 and 0.5): chosen by grouped CV over weights 1-5 (see `eval/train_topics.py`).
 DEFAULT_EMBEDDING_WEIGHT = 3.0
+# Weight of a document's mean logits added to each of its paragraphs' (`predict(documents=)`).
+# `python -m eval.train_topics --mode documents` (grouped CV over the dev documents, every
+# paragraph of a held-out document classified, seeds 0 and 1): macro-F1 0.776 at 0, 0.799 at
+# 0.5, 0.785 at 1.0 (eval/RESULTS.md).
+DOCUMENT_WEIGHT = 0.5
 # The classifier embeds texts itself with int8 ONNX on the CPU, truncated like the indexer's.
 EMBEDDING_MAX_LENGTH = 256
 
@@ -522,6 +527,34 @@ def _block_documents(
 # --------------------------------------------------------------------------- classifier
 
 
+def with_document_context(
+    logits: np.ndarray, documents: Sequence[Hashable], weight: float | None = None
+) -> np.ndarray:
+    """Return `logits` plus `weight` times the mean logits of each row's document (rows alone
+    in their document are returned as they are).
+
+    Args:
+        logits: One row per text (`decision_function`).
+        documents: The document key of each row; rows of one document are averaged together.
+        weight: Defaults to `DOCUMENT_WEIGHT`.
+
+    Raises:
+        InvalidInputError: `documents` does not have one key per row.
+    """
+    if len(documents) != len(logits):
+        raise InvalidInputError(f"{len(documents)} document keys for {len(logits)} texts")
+    weight = DOCUMENT_WEIGHT if weight is None else weight
+    keys: dict[Hashable, int] = {}
+    index = np.array([keys.setdefault(key, len(keys)) for key in documents], dtype=np.int64)
+    sums = np.zeros((len(keys), logits.shape[1]), dtype=np.float64)
+    np.add.at(sums, index, logits)
+    counts = np.bincount(index, minlength=len(keys))
+    means = sums / counts[:, None]
+    # A text alone in its document has no context to add.
+    context = np.where((counts[index] > 1)[:, None], weight * means[index], 0.0)
+    return (logits + context).astype(np.float32)
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
@@ -738,6 +771,7 @@ class TopicClassifier:
         sections: Sequence[str] | None = None,
         embeddings: np.ndarray | None = None,
         text_logits: np.ndarray | None = None,
+        documents: Sequence[Hashable] | None = None,
     ) -> list[TopicPrediction]:
         """Predict the topic of each paragraph.
 
@@ -752,6 +786,10 @@ class TopicClassifier:
                 reads embeddings. Ignored by a TF-IDF-only model.
             text_logits: `text_logits(texts, tokens, sections)` when already computed
                 elsewhere (the indexer's segmenting processes); computed here when None.
+            documents: The document of each text (any hashable key), when the texts are whole
+                documents (the indexer's batches): each text's logits then get
+                `DOCUMENT_WEIGHT` times the mean logits of its document's texts. A paragraph
+                that only lists figures is read in the light of the report it is part of.
 
         Returns:
             One prediction per text, with a probability for every label; they sum to 1.
@@ -781,6 +819,8 @@ class TopicClassifier:
                     "(an empty list or string where there is none)"
                 )
         logits = self.decision_function(texts, tokens, sections, embeddings, text_logits)
+        if documents is not None:
+            logits = with_document_context(logits, documents)
         predictions = []
         for row in _softmax(logits):
             scores = {label: float(p) for label, p in zip(self.labels, row, strict=True)}

@@ -157,3 +157,17 @@ def test_cross_validation_refuses_embeddings_that_do_not_match(dev_subset):
             tokens=[[] for _ in dev_subset],
             embeddings=np.zeros((3, 384), dtype=np.float32),
         )
+
+
+def test_evaluate_reads_paragraphs_within_their_documents(dev_subset):
+    from models.topics import TopicClassifier
+
+    model = TopicClassifier.load_default()
+    rows = dev_subset[:6]
+    missing = LabelledExample(rows[0].text, rows[0].label, "party/no-such-file.md")
+    alone = evaluate(model, rows + [missing])
+    within = evaluate(model, rows + [missing], documents=SHARED / "corpus")
+    assert alone["in_documents"] == 0
+    assert within["in_documents"] == len(rows)  # the row without a file is read alone
+    assert within["n"] == alone["n"] == len(rows) + 1
+    assert within["log_loss"] != alone["log_loss"]  # the documents changed the scores

@@ -57,7 +57,29 @@ def test_approximate_indexes_find_most_exact_neighbours(kind):
     assert recall >= 0.8
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_filtered_sq8_search_with_fewer_allowed_than_candidates_is_exact():
+    vectors, queries = _vectors(300), _vectors(3, seed=6)
+    ids = np.arange(1, 301, dtype=np.int64)
+    allowed = np.array([5, 7, 9, 120], dtype=np.int64)
+    scores, found = search_dense(build_dense(vectors, ids, "sq8"), queries, 10, allowed)
+    ref_scores, ref_ids = _brute_force(vectors, ids, queries, 4, allowed)
+    np.testing.assert_array_equal(found[:, :4], ref_ids)
+    assert (found[:, 4:] == -1).all()
+    np.testing.assert_allclose(scores[:, :4], ref_scores, atol=1e-5)
+
+
+def test_sq8_index_returns_exact_scores_of_nearly_every_exact_neighbour():
+    vectors, queries = _clustered(3000, 5), _clustered(30, 5)
+    ids = np.arange(3000, dtype=np.int64)
+    ref_scores, exact = _brute_force(vectors, ids, queries, 50)
+    scores, found = search_dense(build_dense(vectors, ids, "sq8"), queries, 50)
+    recall = np.mean([len(set(a) & set(b)) / 50 for a, b in zip(found, exact, strict=True)])
+    assert recall >= 0.99
+    # The candidates are rescored against the float vectors: exact inner products.
+    np.testing.assert_allclose(scores, np.sum(vectors[found] * queries[:, None], axis=2), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf", "sq8"])
 def test_filtered_approximate_search_keeps_to_the_allowed_ids(kind):
     vectors, queries = _clustered(3000, 4), _clustered(20, 4)
     ids = np.arange(3000, dtype=np.int64)
@@ -70,7 +92,7 @@ def test_filtered_approximate_search_keeps_to_the_allowed_ids(kind):
 
 
 def test_auto_kind_switches_with_size_and_rejects_unknown():
-    assert resolve_kind("auto", 1000) == "flat"
+    assert resolve_kind("auto", 1000) == "sq8"
     assert resolve_kind("auto", 10**6) == "ivf"
     with pytest.raises(InvalidInputError, match="flat"):
         resolve_kind("annoy", 10)

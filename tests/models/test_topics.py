@@ -26,6 +26,7 @@ from models.topics import (
     shared_embedder,
     text_sha1,
     train_classifier,
+    with_document_context,
 )
 from nlp.errors import InvalidInputError, ModelError
 from nlp.normalize import normalize_text
@@ -414,3 +415,23 @@ def test_feature_block_matches_sklearn_tfidf():
     assert np.allclose(block.transform(texts[:30]).toarray(), expected, atol=1e-5)
     held_out = reference.transform(texts[30:]).toarray()
     assert np.allclose(block.transform(texts[30:]).toarray(), held_out, atol=1e-5)
+
+
+def test_document_context_adds_the_document_mean_logits():
+    logits = np.array([[1.0, 0.0], [3.0, 2.0], [0.0, 4.0]], dtype=np.float32)
+    mixed = with_document_context(logits, ["a", "a", "b"], weight=0.5)
+    np.testing.assert_allclose(mixed[0], [1.0 + 1.0, 0.0 + 0.5])
+    np.testing.assert_allclose(mixed[2], [0.0, 4.0])  # alone in its document: unchanged
+    with pytest.raises(InvalidInputError, match="document keys"):
+        with_document_context(logits, ["a"])
+
+
+def test_paragraphs_read_within_their_document_change_only_through_it():
+    model = TopicClassifier.load_default()
+    passages = _report_passages()[:12]
+    texts, sections = [p.text for p in passages], [p.section for p in passages]
+    alone = model.predict(texts, sections=sections)
+    together = model.predict(texts, sections=sections, documents=["report"] * len(texts))
+    one_each = model.predict(texts, sections=sections, documents=list(range(len(texts))))
+    assert any(a.scores != t.scores for a, t in zip(alone, together, strict=True))
+    assert [p.scores for p in one_each] == [p.scores for p in alone]
