@@ -124,7 +124,11 @@ def index(
     device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
     prune: Annotated[bool, typer.Option(help="Drop documents whose files are gone.")] = False,
     dense: Annotated[
-        str, typer.Option(help="auto (exact, IVF from 200,000 passages), flat, hnsw or ivf.")
+        str,
+        typer.Option(
+            help="auto (sq8, IVF from 200,000 passages), flat (exact), sq8 (8-bit scan, "
+            "exact rescoring), hnsw or ivf."
+        ),
     ] = "auto",
     workers: Annotated[
         int | None,

@@ -184,7 +184,8 @@ def index_paths(
         embedder: Must match the model the index was built with.
         classifier: Tags every passage with a topic when given.
         prune: Drop documents whose files no longer exist.
-        dense_kind: "auto", "flat", "hnsw" or "ivf".
+        dense_kind: "auto", "flat", "sq8", "hnsw" or "ivf" (`index.dense.build_dense`); an
+            unchanged index whose kind differs is rebuilt without re-embedding.
         segment_workers: Processes that segment words while the embedder runs (0: segment
             in this process, between embedding batches).
         progress: Called with (files done, files total).
