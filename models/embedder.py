@@ -169,11 +169,13 @@ class _TorchEncoder:
         self.on_gpu = self.device.startswith("cuda")
         if self.on_gpu:
             self.model.half()  # fp16 vectors stay within 0.9999 cosine of fp32 (bench_index)
-        self._tokenizer, self._feature_template = self._fast_tokenizer()
+        # sentence-transformers 6 renamed tokenize to preprocess.
+        self._preprocess = getattr(self.model, "preprocess", None) or self.model.tokenize
 
-    def _fast_tokenizer(self) -> tuple[Any, dict[str, Any]]:
+    @cached_property
+    def _fast_tokenizer(self) -> tuple[Any, dict[str, Any]] | None:
         """Return the model's Rust tokenizer set to pad and truncate like sentence-transformers,
-        and the features beside `input_ids` and `attention_mask` that its forward expects.
+        and the features its forward expects, or None for a model without a fast tokenizer.
 
         `encode_batch` of the Rust tokenizer releases the GIL, so several threads tokenise at
         once; transformers' Python wrapper around it held the GIL and kept a GPU waiting
@@ -181,10 +183,10 @@ class _TorchEncoder:
         """
         from tokenizers import Tokenizer
 
-        # sentence-transformers 6 renamed tokenize to preprocess.
-        preprocess = getattr(self.model, "preprocess", None) or self.model.tokenize
-        template = dict(preprocess(["x"]))
         wrapper = self.model.tokenizer
+        if getattr(wrapper, "backend_tokenizer", None) is None:
+            return None
+        template = dict(self._preprocess(["x"]))
         tokenizer = Tokenizer.from_str(wrapper.backend_tokenizer.to_str())
         tokenizer.enable_truncation(self.max_length)
         tokenizer.enable_padding(
@@ -249,11 +251,24 @@ class _TorchEncoder:
     def _features(self, texts: list[str]) -> dict[str, Any]:
         import torch
 
-        encodings = self._tokenizer.encode_batch(texts)
+        features = self._rust_features(texts) if self._fast_tokenizer else self._preprocess(texts)
+        if torch.cuda.is_available():
+            # Page-locked host memory lets the copy to the GPU overlap with the GPU's work.
+            features = {
+                key: value.pin_memory() if isinstance(value, torch.Tensor) else value
+                for key, value in features.items()
+            }
+        return features
+
+    def _rust_features(self, texts: list[str]) -> dict[str, Any]:
+        import torch
+
+        tokenizer, template = self._fast_tokenizer
+        encodings = tokenizer.encode_batch(texts)
         ids = torch.from_numpy(np.array([e.ids for e in encodings], dtype=np.int64))
         mask = torch.from_numpy(np.array([e.attention_mask for e in encodings], dtype=np.int64))
         features: dict[str, Any] = {}
-        for key, value in self._feature_template.items():
+        for key, value in template.items():
             if key == "input_ids":
                 features[key] = ids
             elif key == "attention_mask":
@@ -262,12 +277,6 @@ class _TorchEncoder:
                 features[key] = torch.zeros_like(ids)
             else:
                 features[key] = value  # e.g. sentence-transformers 6's "modality": "text"
-        if torch.cuda.is_available():
-            # Page-locked host memory lets the copy to the GPU overlap with the GPU's work.
-            features = {
-                key: value.pin_memory() if isinstance(value, torch.Tensor) else value
-                for key, value in features.items()
-            }
         return features
 
 

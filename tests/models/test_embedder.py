@@ -309,3 +309,12 @@ def test_pipelined_gpu_path_matches_the_plain_encode(model_dir, sample, fp32_vec
     vectors = embedder.embed_passages(sample)
     assert vectors.shape == fp32_vectors.shape
     assert _cosines(vectors, fp32_vectors).min() > 0.9999
+
+
+def test_gpu_path_falls_back_to_the_python_tokenizer(model_dir, sample, fp32_vectors):
+    # A model without a fast (Rust) tokenizer still embeds on the GPU path.
+    embedder = Embedder(model_dir, device="cpu", batch_size=4)
+    encoder = embedder._encoder
+    encoder.on_gpu = True
+    encoder.__dict__["_fast_tokenizer"] = None
+    assert _cosines(embedder.embed_passages(sample), fp32_vectors).min() > 0.9999
