@@ -208,7 +208,8 @@ def test_edge_cases(backend, passages):
     texts = [nfc, nfd, "", "... ; !", "hoà bình", "hòa bình", "ky luat dang vien", long_text]
     vectors = backend.embed_passages(texts)
     assert np.isfinite(vectors).all()
-    assert float(vectors[0] @ vectors[1]) > 0.9999  # NFD is composed as XLM-R does
+    # NFD is composed as XLM-R does: the same tokens (int8 vectors also depend on the batch).
+    assert float(vectors[0] @ vectors[1]) > 1 - BATCH_TOLERANCE[backend.backend]
     assert float(vectors[4] @ vectors[5]) > 0.9  # tone-mark styles stay close
     longer = backend.embed_passages([long_text + " " + passages[1]])[0]
     # Past the token limit nothing is read (alone, so only the batch effect remains).
