@@ -21,13 +21,16 @@ from index.dense import build_dense, resolve_kind, save_dense
 from index.lexical import LexicalIndex
 from index.query import DiacriticRestorer
 from index.store import (
+    COPIES_FILE,
     Manifest,
     ModelInfo,
     check_model,
     connect,
+    first_copies,
     new_generation,
     publish_generation,
     read_manifest,
+    save_copies,
     writer_lock,
 )
 from models.embedder import passage_input
@@ -408,5 +411,6 @@ def _finish_generation(
     save_dense(build_dense(vectors, rowids, kind), folder / "dense.faiss")
     LexicalIndex.build([lexical_terms(t) for t in token_lists], rowids).save(folder / "lexical")
     DiacriticRestorer.build(token_lists).save(folder / "restore.json")
+    save_copies(folder / COPIES_FILE, first_copies(conn))
     documents = conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
     return documents, len(rows), kind

@@ -21,11 +21,13 @@ from index.fusion import DEFAULT_RRF_K, reciprocal_rank_fusion, score_fusion
 from index.lexical import LexicalIndex
 from index.query import DiacriticRestorer
 from index.store import (
+    COPIES_FILE,
     Manifest,
     ModelInfo,
     check_model,
     connect,
     generation_dir,
+    load_copies,
     read_manifest,
 )
 from nlp.errors import IndexError_, InvalidInputError
@@ -289,7 +291,7 @@ class Searcher:
             ) from None
         self.manifest: Manifest = manifest
         self._conn, self._dense, self._lexical, self._restorer = conn, dense, lexical, restorer
-        self._first_copy = _first_copies(conn)
+        self._first_copy = load_copies(folder / COPIES_FILE, conn)
         self._generation = manifest.generation
 
     def reload_if_changed(self) -> bool:
@@ -553,20 +555,6 @@ class Searcher:
         return self._conn.execute(
             f"{_PASSAGE_SQL} WHERE p.id IN ({marks})", list(rowids)
         ).fetchall()
-
-
-def _first_copies(conn: sqlite3.Connection) -> dict[int, int]:
-    """Map each passage whose exact text occurs more than once (a regulation quoted in several
-    articles) to the first row holding that text."""
-    first: dict[int, int] = {}
-    by_text: dict[str, int] = {}
-    rows = conn.execute(
-        "SELECT id, text FROM passages WHERE text IN "
-        "(SELECT text FROM passages GROUP BY text HAVING COUNT(*) > 1) ORDER BY id"
-    )
-    for rowid, text in rows:
-        first[rowid] = by_text.setdefault(text, rowid)
-    return first
 
 
 def _without_copies(

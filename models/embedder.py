@@ -46,6 +46,7 @@ PAD_MULTIPLE = 16
 ONNX_FORMAT = 1
 ONNX_STAMP = "vnsearch_onnx.json"
 ONNX_FILE = "model_qint8.onnx"
+DIGEST_CACHE = ".vnsearch_weights_digest.json"
 
 # Files that decide what a model computes; READMEs, build stamps and exports do not.
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".model", ".txt")
@@ -77,16 +78,36 @@ def weights_digest(model_dir: str | os.PathLike[str]) -> str:
         The hex digest; it changes when any weight, vocabulary or module-list file changes.
     """
     root = Path(model_dir)
-    digest = hashlib.sha256()
+    files = []
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
         if relative.parts[0] in ("onnx", "openvino") or relative.name.startswith("."):
             continue
         if path.is_file() and (path.suffix in _WEIGHT_SUFFIXES or path.name in _WEIGHT_NAMES):
-            digest.update(relative.as_posix().encode() + b"\0")
-            with path.open("rb") as handle:
-                digest.update(hashlib.file_digest(handle, "sha256").digest())
-    return digest.hexdigest()
+            files.append((relative.as_posix(), path))
+    # Hashing the weights took 0.4 s of every command's start; the digest is kept beside them
+    # and reused while every file keeps its size and modification time.
+    signature = [[name, path.stat().st_size, path.stat().st_mtime_ns] for name, path in files]
+    cache = root / DIGEST_CACHE
+    try:
+        cached = json.loads(cache.read_text(encoding="utf-8"))
+        if cached.get("files") == signature and isinstance(cached.get("digest"), str):
+            return cached["digest"]
+    except (OSError, ValueError, AttributeError):
+        pass
+    digest = hashlib.sha256()
+    for name, path in files:
+        digest.update(name.encode() + b"\0")
+        with path.open("rb") as handle:
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
+    value = digest.hexdigest()
+    try:  # a read-only model folder is hashed every time
+        staging = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        staging.write_text(json.dumps({"files": signature, "digest": value}), encoding="utf-8")
+        os.replace(staging, cache)
+    except OSError:
+        pass
+    return value
 
 
 def _resolve(model: str | None) -> tuple[str, Path]:

@@ -41,6 +41,15 @@ def test_a_paragraph_quoted_in_two_documents_is_shown_once(rival_searcher):
     assert len(texts) == len(set(texts))
 
 
+def test_copies_are_stored_at_index_time_and_read_from_sql_for_older_indexes(rival_searcher):
+    from index.store import COPIES_FILE, first_copies, generation_dir, load_copies
+
+    folder = generation_dir(rival_searcher.root, rival_searcher.manifest.generation)
+    stored = load_copies(folder / COPIES_FILE, rival_searcher._conn)
+    assert stored and stored == first_copies(rival_searcher._conn)
+    assert load_copies(folder / "absent.npy", rival_searcher._conn) == stored
+
+
 def test_query_without_diacritics_gives_the_same_top_hit(searcher):
     accented = searcher.search("kỷ luật đảng viên", k=3)
     folded = searcher.search("ky luat dang vien", k=3)
