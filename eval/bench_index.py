@@ -44,7 +44,7 @@ def _documents(corpus: Path, n: int) -> tuple[list[Path], list]:
     return files, passages
 
 
-def _timed(function, repeat: int):
+def _timed(function, repeat: int, label: str):
     """Run `function` `repeat` times; return the fastest seconds and the last result."""
     times, result = [], None
     for _ in range(repeat):
@@ -52,7 +52,7 @@ def _timed(function, repeat: int):
         result = function()
         times.append(time.perf_counter() - started)
     if repeat > 1:
-        print(f"{getattr(function, '__name__', '')} runs: {', '.join(f'{t:.2f}' for t in times)} s")
+        print(f"{label} runs: {', '.join(f'{t:.2f}' for t in times)} s")
     return min(times), result
 
 
@@ -86,7 +86,9 @@ def main() -> None:
 
     # Segmentation first, forked from this process before any CUDA context exists.
     segment_texts(texts[:4])
-    seconds, tokens = _timed(lambda: segment_texts(texts, workers=cores), args.repeat)
+    seconds, tokens = _timed(
+        lambda: segment_texts(texts, workers=cores), args.repeat, "segmentation"
+    )
     seg_rate = row(f"segmentation alone ({cores} processes)", seconds)
 
     from sentence_transformers import SentenceTransformer
@@ -99,13 +101,13 @@ def main() -> None:
         return model.encode(prompted, batch_size=batch, normalize_embeddings=True)
 
     raw.encode(prompted[:batch], batch_size=batch)
-    seconds, reference = _timed(raw_encode, args.repeat)
+    seconds, reference = _timed(raw_encode, args.repeat, "raw sentence-transformers")
     baseline = row(f"raw sentence-transformers fp32, batch {batch}", seconds)
     del raw, raw_encode
 
     embedder = load_embedder(None, args.device, args.backend)
     embedder.embed_passages(inputs[: embedder.batch_size])
-    seconds, vectors = _timed(lambda: embedder.embed_passages(inputs), args.repeat)
+    seconds, vectors = _timed(lambda: embedder.embed_passages(inputs), args.repeat, "Embedder")
     precision = "fp16" if embedder.device.startswith("cuda") else "fp32"
     kind = f"int8 ONNX, max {embedder.max_length}" if embedder.backend == "onnx" else precision
     emb_rate = row(f"Embedder alone ({embedder.backend}, {kind})", seconds)
@@ -122,6 +124,7 @@ def main() -> None:
     seconds, _ = _timed(
         lambda: classifier.predict(texts, tokens=tokens, sections=sections, embeddings=vectors),
         args.repeat,
+        "topic classifier",
     )
     row("topic classifier alone (given tokens and vectors)", seconds)
 
