@@ -97,9 +97,10 @@ def segment_texts(texts: Sequence[str], workers: int = 1) -> list[list[str]]:
         return [tokens for chunk in pool.map(_segment_chunk, chunks) for tokens in chunk]
 
 
-def _exit_with(parent: int) -> None:
-    """Worker initializer: end the worker once the indexing process is gone (even SIGKILLed),
-    and keep its numerical libraries to one thread (every core already runs a worker)."""
+def _start_worker(parent: int) -> None:
+    """Worker initializer: keep numerical libraries to one thread (every core already runs a
+    worker), load the segmentation model, and end the worker once the indexing process is gone
+    (even SIGKILLed)."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
@@ -170,7 +171,7 @@ class BackgroundSegmenter:
             self._pool = ProcessPoolExecutor(
                 max_workers=workers,
                 mp_context=context,
-                initializer=_exit_with,
+                initializer=_start_worker,
                 initargs=(os.getpid(),),
             )
 
