@@ -43,6 +43,8 @@ EMBED_BATCH_PASSAGES = 256
 # With segmenting processes, this many files per process are handed to them ahead of the one
 # being embedded and stored, so that they never wait for the indexing process.
 SEGMENT_AHEAD_FILES = 4
+# What the workers' topic scoring imports (scikit-learn: about 1.3 s per process otherwise).
+SCORER_MODULES = ("models.topics", "sklearn.feature_extraction.text", "sklearn.preprocessing")
 # Bump when reading, splitting or normalisation changes what passages a file gives: every file
 # is then re-read once (its unchanged paragraphs keep their ids and stored vectors).
 PASSAGE_FORMAT = 4
@@ -212,7 +214,8 @@ def index_paths(
         conn = connect(tmp / "passages.db")
         try:
             score = _worker_scorer(classifier, segment_workers)
-            with BackgroundSegmenter(segment_workers, score) as segmenter:
+            preload = SCORER_MODULES if score is not None else ()
+            with BackgroundSegmenter(segment_workers, score, preload) as segmenter:
                 _apply_files(conn, files, embedder, classifier, report, segmenter, progress)
             if prune:
                 report.files_pruned = _prune(conn)

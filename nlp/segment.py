@@ -157,8 +157,17 @@ class BackgroundSegmenter:
     function or a partial of one) is run by the workers on each document after segmenting it.
     """
 
-    def __init__(self, workers: int = 1, score: BatchScorer | None = None) -> None:
-        """Start `workers` processes (forkserver: safe beside a loaded torch)."""
+    def __init__(
+        self, workers: int = 1, score: BatchScorer | None = None, preload: Sequence[str] = ()
+    ) -> None:
+        """Start `workers` processes (forkserver: safe beside a loaded torch).
+
+        Args:
+            workers: Worker processes; 0 does the work in the caller, when asked for it.
+            score: Run by the workers on each document after segmenting it.
+            preload: Modules `score` needs, imported once in the server the workers are
+                forked from instead of in every worker (when this process starts that server).
+        """
         self.workers = workers
         self.score = score if workers > 0 else None
         self._pool = None
@@ -166,8 +175,7 @@ class BackgroundSegmenter:
             import multiprocessing
 
             context = multiprocessing.get_context("forkserver")
-            # Import the project's modules once, in the server the workers are forked from.
-            context.set_forkserver_preload(["nlp.segment"])
+            context.set_forkserver_preload(["nlp.segment", *preload])
             self._pool = ProcessPoolExecutor(
                 max_workers=workers,
                 mp_context=context,
