@@ -127,7 +127,7 @@ def search_dense(
         return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
     params = None
     if allowed is not None:
-        inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
+        inner = _inner_index(index)
         if isinstance(inner, faiss.IndexRefine):
             return _filtered_refine_search(index, inner, queries, k, allowed)
         selector = faiss.IDSelectorBatch(allowed.astype(np.int64))
@@ -164,9 +164,16 @@ def _filtered_params(index, selector):  # noqa: ANN001, ANN202
     HNSW refuse the generic one), keeping its configured nprobe or efSearch."""
     import faiss
 
-    inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
+    inner = _inner_index(index)
     if isinstance(inner, faiss.IndexIVF):
         return faiss.SearchParametersIVF(sel=selector, nprobe=inner.nprobe)
     if isinstance(inner, faiss.IndexHNSW):
         return faiss.SearchParametersHNSW(sel=selector, efSearch=inner.hnsw.efSearch)
     return faiss.SearchParameters(sel=selector)
+
+
+def _inner_index(index):  # noqa: ANN001, ANN202
+    """The index inside the id map (`build_dense` wraps every kind in one), as its own class."""
+    import faiss
+
+    return faiss.downcast_index(index.index) if hasattr(index, "index") else index

@@ -37,7 +37,7 @@ from models.embedder import passage_input
 from nlp.errors import DocumentReadError
 from nlp.paragraphs import Passage
 from nlp.reader import ManifestTitles, ReadFailure, iter_files
-from nlp.segment import BackgroundSegmenter, SegmentedDocument, lexical_terms
+from nlp.segment import BackgroundSegmenter, BatchScorer, SegmentedDocument, lexical_terms
 
 EMBED_BATCH_PASSAGES = 256
 # With segmenting processes, this many files per process are handed to them ahead of the one
@@ -114,7 +114,7 @@ def default_segment_workers(device: str) -> int:
 
 def _worker_scorer(
     classifier: PassageClassifier | None, segment_workers: int
-) -> Callable[[Sequence[str], list[list[str]], Sequence[str]], np.ndarray] | None:
+) -> BatchScorer | None:
     """The classifier's text part, to run in the segmenting processes beside the tokens.
 
     Only for a classifier loaded from a folder (`TopicClassifier.load`), which each worker

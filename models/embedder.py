@@ -87,7 +87,10 @@ def weights_digest(model_dir: str | os.PathLike[str]) -> str:
             files.append((relative.as_posix(), path))
     # Hashing the weights took 0.4 s of every command's start; the digest is kept beside them
     # and reused while every file keeps its size and modification time.
-    signature = [[name, path.stat().st_size, path.stat().st_mtime_ns] for name, path in files]
+    signature = []
+    for name, path in files:
+        stat = path.stat()
+        signature.append([name, stat.st_size, stat.st_mtime_ns])
     cache = root / DIGEST_CACHE
     try:
         cached = json.loads(cache.read_text(encoding="utf-8"))
@@ -228,9 +231,6 @@ class _TorchEncoder:
             return [min(len(text) // CHARS_PER_TOKEN + 2, self.max_length) for text in texts]
         encoded = self.model.tokenizer(texts, truncation=True, max_length=self.max_length)
         return [len(ids) for ids in encoded["input_ids"]]
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return self.encode_batches([texts])[0]
 
     def encode_batches(self, batches: list[list[str]]) -> list[np.ndarray]:
         """Embed each batch; returns unit vectors per batch, in order."""
@@ -492,7 +492,11 @@ class _OnnxEncoder:
     def token_counts(self, texts: list[str]) -> list[int]:
         return [len(encoding.ids) for encoding in self.tokenizer.encode_batch(texts)]
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode_batches(self, batches: list[list[str]]) -> list[np.ndarray]:
+        """Embed each batch; returns unit vectors per batch, in order."""
+        return [self._encode(texts) for texts in batches]
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(texts)
         width = max(len(encoding.ids) for encoding in encodings)
         ids = np.full((len(texts), width), self.pad_id, dtype=np.int64)
@@ -652,10 +656,7 @@ class Embedder:
             lengths = self._encoder.token_counts(prompted)
             max_tokens = self.batch_size * TOKENS_PER_TEXT
             batches = length_batches(lengths, self.batch_size, max_tokens)
-            if hasattr(self._encoder, "encode_batches"):
-                done = self._encoder.encode_batches([[prompted[i] for i in b] for b in batches])
-            else:
-                done = [self._encoder.encode([prompted[i] for i in rows]) for rows in batches]
+            done = self._encoder.encode_batches([[prompted[i] for i in b] for b in batches])
             for rows, batch_vectors in zip(batches, done, strict=True):
                 vectors[rows] = batch_vectors
         except (RuntimeError, MemoryError) as exc:
