@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from models.topics import TOPICS, LabelledExample, TopicClassifier, TopicPrediction
+from models.topics import (
+    TOPICS,
+    LabelledExample,
+    TopicClassifier,
+    TopicPrediction,
+    text_sha1,
+)
 from nlp.errors import InvalidInputError
 
 
@@ -132,26 +138,22 @@ def _predict_in_documents(
     corpus: str | os.PathLike[str],
 ) -> tuple[list[TopicPrediction], int]:
     """Classify each example beside the other paragraphs of its document (when found)."""
-    from models.topics import text_sha1
     from nlp.errors import DocumentReadError
     from nlp.paragraphs import split_passages
     from nlp.reader import read_document
 
-    texts, sections, keys = [], [], []
-    for n, example in enumerate(examples):
-        texts.append(example.text)
-        sections.append(example.section if use_sections else "")
-        keys.append(("alone", n))
+    texts = [example.text for example in examples]
+    sections = [example.section if use_sections else "" for example in examples]
+    keys: list[Hashable] = [("alone", n) for n in range(len(examples))]
     by_group: dict[str, list[int]] = {}
     for n, example in enumerate(examples):
         by_group.setdefault(example.group, []).append(n)
     within = 0
     for group, members in by_group.items():
-        path = Path(corpus) / group
         try:
-            passages = split_passages(read_document(path)) if path.is_file() else []
-        except DocumentReadError:
-            passages = []
+            passages = split_passages(read_document(Path(corpus) / group))
+        except DocumentReadError:  # not a file of the corpus: the examples are read alone
+            continue
         if not passages:
             continue
         labelled = {text_sha1(examples[n].text) for n in members}
