@@ -391,7 +391,8 @@ def run_document_context(data: TrainingSet, args: argparse.Namespace) -> dict[st
             means = {}
             for group in held:
                 texts, sections, doc_tokens, vectors = documents[group]
-                means[group] = classifier.decision_function(texts, doc_tokens, sections, vectors)
+                doc_logits = classifier.decision_function(texts, doc_tokens, sections, vectors)
+                means[group] = doc_logits.mean(axis=0)
             picked = [dev[j] for j in test]
             logits = classifier.decision_function(
                 [examples[i].text for i in picked],
@@ -404,7 +405,7 @@ def run_document_context(data: TrainingSet, args: argparse.Namespace) -> dict[st
                 # labelled one among them) is added to the labelled paragraph's logits.
                 for j, row in zip(test, logits, strict=True):
                     group = examples[dev[j]].group
-                    mixed = row + weight * means[group].mean(axis=0)
+                    mixed = row + weight * means[group]
                     predicted[weight][j] = classifier.labels[int(mixed.argmax())]
         for weight in weights:
             results[weight].append(classification_metrics(gold, predicted[weight]))
