@@ -126,8 +126,8 @@ def index(
     dense: Annotated[
         str,
         typer.Option(
-            help="auto (sq8, IVF from 200,000 passages), flat (exact), sq8 (8-bit scan, "
-            "exact rescoring), hnsw or ivf."
+            help="auto (fastscan, IVF from 200,000 passages), flat (exact), fastscan (4-bit "
+            "scan, exact rescoring), sq8 (8-bit scan, exact rescoring), hnsw or ivf."
         ),
     ] = "auto",
     workers: Annotated[

@@ -189,7 +189,7 @@ def index_paths(
         embedder: Must match the model the index was built with.
         classifier: Tags every passage with a topic when given.
         prune: Drop documents whose files no longer exist.
-        dense_kind: "auto", "flat", "sq8", "hnsw" or "ivf" (`index.dense.build_dense`); an
+        dense_kind: One of `index.dense.DENSE_KINDS` (`index.dense.build_dense`); an
             unchanged index whose kind differs is rebuilt without re-embedding.
         segment_workers: Processes that segment words while the embedder runs (0: segment
             in this process, between embedding batches).

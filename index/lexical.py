@@ -67,15 +67,32 @@ class LexicalIndex:
         """
         if not len(self.rowids) or not terms:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        mask = None
+        scores = self._scores(terms)
         if allowed is not None:
-            mask = np.zeros(len(self.rowids), dtype=np.float32)
-            positions = [self._position[int(r)] for r in allowed if int(r) in self._position]
-            mask[positions] = 1.0
-        k = min(k, len(self.rowids))
-        positions, scores = self._retriever.retrieve(
-            [list(terms)], k=k, show_progress=False, weight_mask=mask, n_threads=1
-        )
-        positions, scores = positions[0], scores[0]
-        keep = scores > 0
-        return scores[keep], self.rowids[positions[keep]]
+            mask = np.zeros(len(self.rowids), dtype=bool)
+            mask[[self._position[int(r)] for r in allowed if int(r) in self._position]] = True
+            scores[~mask] = 0.0
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        top = top[np.lexsort((top, -scores[top]))]  # best first, ties by position
+        top = top[scores[top] > 0]
+        return scores[top], self.rowids[top]
+
+    def _scores(self, terms: Sequence[str]) -> np.ndarray:
+        """BM25 score of every passage: the sum of the query terms' precomputed columns.
+
+        bm25s stores each term's per-passage scores as a sparse column; adding the columns of
+        the query's terms gives the scores `BM25.retrieve` computes, in a tenth of its time
+        (0.21 against 2.33 ms a query over 83,329 passages, eval/RESULTS.md). A term repeated
+        in the query counts once per occurrence, as there.
+        """
+        matrix = self._retriever.scores
+        data, indices, indptr = matrix["data"], matrix["indices"], matrix["indptr"]
+        vocabulary = self._retriever.vocab_dict
+        scores = np.zeros(len(self.rowids), dtype=np.float32)
+        for term in terms:
+            column = vocabulary.get(term)
+            if column is not None:
+                start, end = indptr[column], indptr[column + 1]
+                scores[indices[start:end]] += data[start:end]
+        return scores

@@ -57,29 +57,31 @@ def test_approximate_indexes_find_most_exact_neighbours(kind):
     assert recall >= 0.8
 
 
-def test_filtered_sq8_search_with_fewer_allowed_than_candidates_is_exact():
+@pytest.mark.parametrize("kind", ["sq8", "fastscan"])
+def test_filtered_quantised_search_with_fewer_allowed_than_candidates_is_exact(kind):
     vectors, queries = _vectors(300), _vectors(3, seed=6)
     ids = np.arange(1, 301, dtype=np.int64)
     allowed = np.array([5, 7, 9, 120], dtype=np.int64)
-    scores, found = search_dense(build_dense(vectors, ids, "sq8"), queries, 10, allowed)
+    scores, found = search_dense(build_dense(vectors, ids, kind), queries, 10, allowed)
     ref_scores, ref_ids = _brute_force(vectors, ids, queries, 4, allowed)
     np.testing.assert_array_equal(found[:, :4], ref_ids)
     assert (found[:, 4:] == -1).all()
     np.testing.assert_allclose(scores[:, :4], ref_scores, atol=1e-5)
 
 
-def test_sq8_index_returns_exact_scores_of_nearly_every_exact_neighbour():
+@pytest.mark.parametrize("kind", ["sq8", "fastscan"])
+def test_quantised_scans_return_exact_scores_of_nearly_every_exact_neighbour(kind):
     vectors, queries = _clustered(3000, 5), _clustered(30, 5)
     ids = np.arange(3000, dtype=np.int64)
     ref_scores, exact = _brute_force(vectors, ids, queries, 50)
-    scores, found = search_dense(build_dense(vectors, ids, "sq8"), queries, 50)
+    scores, found = search_dense(build_dense(vectors, ids, kind), queries, 50)
     recall = np.mean([len(set(a) & set(b)) / 50 for a, b in zip(found, exact, strict=True)])
     assert recall >= 0.99
     # The candidates are rescored against the float vectors: exact inner products.
     np.testing.assert_allclose(scores, np.sum(vectors[found] * queries[:, None], axis=2), atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivf", "sq8"])
+@pytest.mark.parametrize("kind", ["hnsw", "ivf", "sq8", "fastscan"])
 def test_filtered_approximate_search_keeps_to_the_allowed_ids(kind):
     vectors, queries = _clustered(3000, 4), _clustered(20, 4)
     ids = np.arange(3000, dtype=np.int64)
@@ -92,10 +94,22 @@ def test_filtered_approximate_search_keeps_to_the_allowed_ids(kind):
 
 
 def test_auto_kind_switches_with_size_and_rejects_unknown():
-    assert resolve_kind("auto", 1000) == "sq8"
+    assert resolve_kind("auto", 1000) == "fastscan"
     assert resolve_kind("auto", 10**6) == "ivf"
     with pytest.raises(InvalidInputError, match="flat"):
         resolve_kind("annoy", 10)
+
+
+@pytest.mark.parametrize("n", [1, 2, 17])
+def test_a_fastscan_index_of_a_tiny_collection_finds_every_vector(n):
+    # k-means on too few points gave NaN codes and no results before the training set was
+    # topped up.
+    vectors = _vectors(n, seed=8)
+    ids = np.arange(100, 100 + n, dtype=np.int64)
+    scores, found = search_dense(build_dense(vectors, ids, "fastscan"), vectors, n)
+    assert (found[:, 0] == ids).all()
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+    assert set(found[0].tolist()) == set(ids.tolist())
 
 
 def test_k_larger_than_collection_is_clamped():

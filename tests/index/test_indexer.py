@@ -31,7 +31,7 @@ def test_unchanged_files_are_not_re_embedded(tmp_path, docs, embedder):
 def test_another_dense_kind_rebuilds_an_unchanged_index_without_embedding(tmp_path, docs, embedder):
     root = tmp_path / "idx"
     index_paths([docs], root, embedder)
-    assert read_manifest(root).dense_kind == "sq8"
+    assert read_manifest(root).dense_kind == "fastscan"
     switched = index_paths([docs], root, embedder, dense_kind="flat")
     assert switched.passages_embedded == 0 and read_manifest(root).dense_kind == "flat"
     assert Searcher(root, embedder).search("kỷ luật đảng viên", k=1).hits
