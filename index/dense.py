@@ -22,6 +22,7 @@ IVF_PROBE_FRACTION = 32  # nprobe = nlist / 32
 # search, with Recall@10 1.0 and Recall@100 1.0 against exact search (a one-off script).
 FASTSCAN_CANDIDATES = 8
 FASTSCAN_BITS = 4
+FASTSCAN_SAMPLE = 16_384  # vectors whose quantiles make the codebook (`_quantile_codes`)
 # "sq8": an 8-bit scan picks this many times k candidates, which are then scored exactly
 # against the float vectors. Over the whole corpus (83,329 passages, the 79 evaluation
 # queries, k 100) it returned the exact top 100 every time, in 3.2 ms instead of 7.2 ms.
@@ -72,10 +73,8 @@ def build_dense(vectors: np.ndarray, ids: np.ndarray, kind: str = "flat"):  # no
         inner.nprobe = min(nlist, max(16, nlist // IVF_PROBE_FRACTION))
     elif kind == "fastscan":
         scan = faiss.IndexPQFastScan(dim, dim, FASTSCAN_BITS, faiss.METRIC_INNER_PRODUCT)
-        # FAISS warns below 39 training points per centroid; a small collection cannot give them.
-        scan.pq.cp.min_points_per_centroid = 1
         if len(vectors):
-            scan.train(_training_sample(vectors))
+            _quantile_codes(scan, vectors)
         inner = faiss.IndexRefineFlat(scan)
         inner.k_factor = FASTSCAN_CANDIDATES
     elif kind == "sq8":
@@ -94,18 +93,29 @@ def build_dense(vectors: np.ndarray, ids: np.ndarray, kind: str = "flat"):  # no
     return index
 
 
-def _training_sample(vectors: np.ndarray, minimum: int = 256) -> np.ndarray:
-    """The vectors to train a quantiser on, topped up to `minimum` with random unit vectors.
+def _quantile_codes(scan, vectors: np.ndarray) -> None:  # noqa: ANN001
+    """Give a fast-scan index with one dimension per sub-quantiser its codebook: the
+    quantiles of each dimension over a sample, at the centres of equal-count bins.
 
-    k-means needs more distinct points than centroids (one vector repeated gave NaN codes). The
-    candidates are rescored exactly, so a rougher quantiser for a tiny collection costs nothing.
+    With one dimension per sub-quantiser, FAISS's training is a 1-D k-means per dimension: 2.3
+    to 2.9 s at any collection size (0.8 s at 1,000 vectors, 13 s at 5,000 on a busy machine),
+    and every index update rebuilds the dense index. Quantiles take milliseconds and gave the
+    same search: over the whole corpus and 300 perturbed passage vectors as queries, Recall@10
+    1.0 and Recall@100 0.9996 against 1.0 for k-means (a one-off script).
     """
-    sample = np.ascontiguousarray(vectors, dtype=np.float32)
-    if len(sample) < minimum:
-        noise = np.random.default_rng(0).standard_normal((minimum - len(sample), sample.shape[1]))
-        noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-        sample = np.vstack([sample, noise.astype(np.float32)])
-    return sample
+    import faiss
+
+    sample = np.asarray(vectors, dtype=np.float32)
+    if len(sample) > FASTSCAN_SAMPLE:
+        sample = sample[np.random.default_rng(0).choice(len(sample), FASTSCAN_SAMPLE, False)]
+    levels = 2**FASTSCAN_BITS
+    centres = np.quantile(sample, (np.arange(levels) + 0.5) / levels, axis=0).T  # (dim, levels)
+    # Equal centres (one vector, or a constant dimension) made FAISS's search return nothing.
+    centres += np.linspace(-1e-4, 1e-4, levels)
+    faiss.copy_array_to_vector(
+        np.ascontiguousarray(centres, dtype=np.float32).ravel(), scan.pq.centroids
+    )
+    scan.is_trained = True
 
 
 def save_dense(index, path: Path) -> None:  # noqa: ANN001
