@@ -299,13 +299,51 @@ def train(
             "Default: the shared dev labels, the sample report and models/topic_labels."
         ),
     ] = None,
+    documents: Annotated[
+        Path | None,
+        typer.Option(
+            help="Corpus folder holding the rows' `file`s: the model also learns each "
+            "paragraph within its document, as `vnsearch index` tags it. Default with the "
+            "default data: ../shared/corpus."
+        ),
+    ] = None,
 ) -> None:
     """Train a topic classifier and save it (no pickle) for `--model DIR`."""
-    from models.topics import train_classifier
+    from models.embedder import passage_input
+    from models.topics import (
+        DEFAULT_SHARED_DIR,
+        document_contexts,
+        example_vectors,
+        shared_embedder,
+        train_classifier,
+    )
 
     examples = _examples(data)
-    train_classifier(examples).save(out)
-    typer.echo(f"trained on {len(examples)} paragraphs; saved to {out}")
+    if documents is None and not data and (DEFAULT_SHARED_DIR / "corpus").is_dir():
+        documents = DEFAULT_SHARED_DIR / "corpus"
+    from nlp.errors import InvalidInputError
+
+    options = {}
+    if documents is not None:
+        if not documents.is_dir():
+            raise InvalidInputError(f"--documents {documents} is not a folder; pass the corpus")
+        embedder = shared_embedder()
+        own = example_vectors(examples, embedder)
+        contexts = document_contexts(
+            examples,
+            documents,
+            lambda passages: embedder.embed_passages(
+                [passage_input(p.text, p.section) for p in passages]
+            ),
+            own,
+        )
+        options = {"embedder": embedder, "embeddings": own, "contexts": contexts}
+    train_classifier(examples, **options).save(out)
+    typer.echo(
+        f"trained on {len(examples)} paragraphs"
+        + (f", each also within its document under {documents}" if documents else "")
+        + f"; saved to {out}"
+    )
 
 
 @eval_app.command("classify")

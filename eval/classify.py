@@ -166,7 +166,17 @@ def _predict_in_documents(
                 texts.append(passage.text)
                 sections.append(passage.section if use_sections else "")
                 keys.append(group)
-    predictions = classifier.predict(texts, sections=sections, documents=keys)
+    # Examples whose document is not there are read alone, without `documents`.
+    alone = [n for n, key in enumerate(keys) if isinstance(key, tuple)]
+    rest = [n for n, key in enumerate(keys) if not isinstance(key, tuple)]
+    predictions: list[TopicPrediction | None] = [None] * len(texts)
+    for rows, documents in ((alone, None), (rest, [keys[n] for n in rest])):
+        if rows:
+            found = classifier.predict(
+                [texts[n] for n in rows], sections=[sections[n] for n in rows], documents=documents
+            )
+            for n, prediction in zip(rows, found, strict=True):
+                predictions[n] = prediction
     return predictions[: len(examples)], within
 
 

@@ -15,7 +15,13 @@ over the `--seeds` fold assignments (per-seed values are printed beside it). The
 trains on the dev labels (plus the report headings) and tests on this project's labels from
 documents that have no dev row, then the other way round, so that no number comes from a
 single split or from training data. `--baseline` runs the same protocols for the TF-IDF-only
-model (`--embedding-weight 0`), for a before/after comparison in one run.
+model (`--embedding-weight 0`), for a before/after comparison in one run. These protocols score
+paragraphs read alone, by the model's first head.
+
+The documents mode scores the dev rows as the indexer tags them: each fold model also reads
+every paragraph of its held-out documents, and each labelled paragraph is classified by the
+head that reads paragraphs within their documents (its document's mean passage vector,
+`--context-weight`), plus each document weight times its document's mean logits.
 
 The training paragraphs are embedded once (the int8 ONNX multilingual-e5-small, as the
 classifier itself does) and the vectors reused by every fold; `--embedding-cache DIR` keeps them
@@ -41,6 +47,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from eval.classify import evaluate, grouped_cross_validation, plot_confusion  # noqa: E402
 from models.topics import (  # noqa: E402
+    DEFAULT_CONTEXT_WEIGHT,
     DEFAULT_EMBEDDING_WEIGHT,
     DEFAULT_LABELS_PATH,
     DEFAULT_MODEL_DIR,
@@ -51,6 +58,8 @@ from models.topics import (  # noqa: E402
     TOPICS,
     LabelledExample,
     default_training_examples,
+    document_contexts,
+    document_means,
     shared_embedder,
     train_classifier,
 )
@@ -66,6 +75,11 @@ class TrainingSet:
     tokens: Sequence[Sequence[str]]
     embeddings: np.ndarray | None
     options: dict[str, Any]
+    contexts: np.ndarray | None = None  # each example's document vector (document_contexts)
+
+    def context_of(self, rows: Sequence[int]) -> dict[str, Any]:
+        """`train_classifier` keyword arguments with the document vectors of `rows`, if any."""
+        return {} if self.contexts is None else {"contexts": self.contexts[rows]}
 
     def unpack(self) -> tuple[Any, Any, Any, dict[str, Any]]:
         """Return (examples, tokens, embeddings, options)."""
@@ -387,22 +401,35 @@ def run_document_context(data: TrainingSet, args: argparse.Namespace) -> dict[st
                 seed=seed,
                 **options,
                 **({} if embeddings is None else {"embeddings": embeddings[rows]}),
+                **data.context_of(rows),
             )
-            means = {}
+            # As `predict(documents=...)`: the head that reads paragraphs within their
+            # documents when the model has one, with each document's mean vector.
+            head = classifier.context_model or classifier
+            means, vector_means = {}, {}
             for group in held:
                 texts, sections, doc_tokens, vectors = documents[group]
-                doc_logits = classifier.decision_function(texts, doc_tokens, sections, vectors)
+                context = None
+                if vectors is not None and head is not classifier:
+                    context = document_means(vectors, [group] * len(texts))[0].astype(np.float32)
+                    vector_means[group] = context[0]
+                doc_logits = head.decision_function(
+                    texts, doc_tokens, sections, vectors, context=context
+                )
                 means[group] = doc_logits.mean(axis=0)
             picked = [dev[j] for j in test]
-            logits = classifier.decision_function(
+            logits = head.decision_function(
                 [examples[i].text for i in picked],
                 [tokens[i] for i in picked],
                 [examples[i].section for i in picked],
                 embeddings[picked] if embeddings is not None else None,
+                context=np.stack([vector_means[examples[i].group] for i in picked])
+                if vector_means
+                else None,
             )
             for weight in weights:
-                # As `with_document_context`: the mean over the document's paragraphs (the
-                # labelled one among them) is added to the labelled paragraph's logits.
+                # The mean over the document's paragraphs (the labelled one among them);
+                # `predict` adds it (at DOCUMENT_WEIGHT) only for a model without the head.
                 for j, row in zip(test, logits, strict=True):
                     group = examples[dev[j]].group
                     mixed = row + weight * means[group]
@@ -493,6 +520,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="scale of the passage embeddings beside the TF-IDF blocks; 0: TF-IDF only",
     )
     parser.add_argument(
+        "--context-weight",
+        type=float,
+        default=DEFAULT_CONTEXT_WEIGHT,
+        help="scale of the document context (each paragraph's document's mean passage vector, "
+        "read from --shared's corpus); 0: paragraphs only ever read alone",
+    )
+    parser.add_argument(
         "--baseline",
         action="store_true",
         help="also cross-validate the TF-IDF-only model and print a before/after table",
@@ -535,6 +569,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"embedded {len(examples)} paragraphs with {embedder.name} ({embedder.fingerprint}) "
             f"in {time.perf_counter() - started:.0f} s"
         )
+    contexts = None
+    if embeddings is not None and args.context_weight > 0:
+        started = time.perf_counter()
+        contexts = document_contexts(
+            examples,
+            args.shared / "corpus",
+            lambda passages: _embed(passages, embedder, args.embedding_cache),
+            embeddings,
+        )
+        options["context_weight"] = args.context_weight
+        print(
+            f"read the {len({e.group for e in examples})} documents for their mean vectors in "
+            f"{time.perf_counter() - started:.0f} s"
+        )
 
     baseline: dict[str, Any] = {}
     if args.baseline and args.embedding_weight > 0 and args.mode != "train":
@@ -543,7 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         baseline = _evaluate_all(tfidf_only, args)
         baseline.pop("plot_source", None)
         print(f"\n######## model: TF-IDF + embeddings (weight {args.embedding_weight:g}) ########")
-    summary = _evaluate_all(TrainingSet(examples, tokens, embeddings, options), args)
+    summary = _evaluate_all(TrainingSet(examples, tokens, embeddings, options, contexts), args)
     dev_result = summary.pop("plot_source", None)
     if args.plot and dev_result is not None:
         plot_confusion(dev_result, args.plot)
@@ -554,7 +602,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_comparison(baseline, summary))
     if args.mode in ("train", "all"):
         classifier = train_classifier(
-            examples, tokens=tokens, embeddings=embeddings, seed=args.seeds[0], **options
+            examples,
+            tokens=tokens,
+            embeddings=embeddings,
+            seed=args.seeds[0],
+            contexts=contexts,
+            **options,
         )
         if summary:
             summary["embedding_weight"] = args.embedding_weight

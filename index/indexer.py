@@ -136,7 +136,8 @@ def _worker_classifier(source: str):  # noqa: ANN202 - a TopicClassifier, import
 def _text_logits_in_worker(
     source: str, texts: Sequence[str], tokens: list[list[str]], sections: Sequence[str]
 ) -> np.ndarray:
-    return _worker_classifier(source).text_logits(texts, tokens, sections)
+    # The indexer reads every paragraph within its document (`predict(documents=...)`).
+    return _worker_classifier(source).text_logits(texts, tokens, sections, within_documents=True)
 
 
 def passage_ids(doc_key: str, passages: Sequence[Passage]) -> list[str]:

@@ -11,6 +11,12 @@ block is the vector the indexer already stores for each passage, so indexing pay
 grouped cross-validation and the transfer between label sources both favour it over TF-IDF
 alone (numbers in the model manifest and `eval/train_topics.py`).
 
+A model may also carry a second head for paragraphs read within their document
+(`TopicClassifier.context_model`): the same features plus the mean passage vector of the
+paragraph's document (`EmbeddingBlock.context`), trained on the examples within their documents
+(`document_contexts`). `predict(documents=...)` (the indexer: each file's paragraphs are one
+document) uses that head; a text given without a document is read by the first head, alone.
+
 Training sources (`default_training_examples`) are combined in order of trust:
 
 1. `shared/labels/topics-dev.jsonl`: paragraphs labelled by two independent readers; the group
@@ -43,7 +49,7 @@ import shutil
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cache
@@ -70,10 +76,12 @@ TOPICS: tuple[str, ...] = (
 )
 
 FORMAT_NAME = "vnsearch-topic-model"
-# Version 2 adds the optional dense embedding block; version 1 folders (TF-IDF only) still load.
-FORMAT_VERSION = 2
-READABLE_FORMAT_VERSIONS = (1, 2)
+# Version 2 adds the optional dense embedding block, version 3 its optional document context;
+# older folders still load.
+FORMAT_VERSION = 3
+READABLE_FORMAT_VERSIONS = (1, 2, 3)
 MANIFEST_NAME = "manifest.json"
+CONTEXT_MODEL_DIR = "within_documents"  # the folder of `TopicClassifier.context_model`
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "topic_model"
 DEFAULT_LABELS_PATH = Path(__file__).resolve().parent / "topic_labels.jsonl"
 DEFAULT_SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
@@ -86,11 +94,17 @@ SOURCE_REPORT = "report"
 # Scale of the unit-length passage embeddings beside the L2-normalised TF-IDF blocks (weights
 # 1, 1 and 0.5): chosen by grouped CV over weights 1-5 (see `eval/train_topics.py`).
 DEFAULT_EMBEDDING_WEIGHT = 3.0
-# Weight of a document's mean logits added to each of its paragraphs' (`predict(documents=)`).
-# `python -m eval.train_topics --mode documents` (grouped CV over the dev documents, every
-# paragraph of a held-out document classified, seeds 0 and 1): macro-F1 0.776 at 0, 0.799 at
-# 0.5, 0.785 at 1.0 (eval/RESULTS.md).
+# Weight of a document's mean logits added to each of its paragraphs' (`predict(documents=)`)
+# by a model without a head that reads documents. `python -m eval.train_topics --mode
+# documents` (grouped CV over the dev documents, every paragraph of a held-out document
+# classified, seeds 0 and 1), such a model: macro-F1 0.776 at 0, 0.799 at 0.5, 0.785 at 1.0.
+# With the head (`context_model`) they only lowered it: 0.834 at 0, 0.802 at 0.5, 0.742 at 1.
 DOCUMENT_WEIGHT = 0.5
+# Scale of the document's mean passage vector beside the paragraph's own in the head that reads
+# paragraphs within their documents (`EmbeddingBlock.context`, `train_classifier(contexts=)`).
+# A one-off script over the documents-mode folds (no logits added): macro-F1 0.819 at 1, 0.833
+# at 2; the shipped recipe at 2 gives 0.834 (eval/RESULTS.md).
+DEFAULT_CONTEXT_WEIGHT = 2.0
 # The classifier embeds texts itself with int8 ONNX on the CPU, truncated like the indexer's.
 EMBEDDING_MAX_LENGTH = 256
 
@@ -411,6 +425,51 @@ def default_training_examples(
     return combine_sources(dev, own, report)
 
 
+def example_vectors(examples: Sequence[LabelledExample], embedder: Embedder) -> np.ndarray:
+    """Return the passage vectors of labelled examples, as `train_classifier` embeds them:
+    each normalised paragraph under its section heading (`passage_input`), as the index does."""
+    return embedder.embed_passages(
+        [passage_input(normalize_text(example.text), example.section) for example in examples]
+    )
+
+
+def document_contexts(
+    examples: Sequence[LabelledExample],
+    corpus_dir: str | os.PathLike[str],
+    embed: Callable[[Sequence[Passage]], np.ndarray],
+    own: np.ndarray,
+) -> np.ndarray:
+    """Return the mean passage vector of each example's document, read as the indexer reads it.
+
+    The training side of a document context (`train_classifier(contexts=...)`).
+
+    Args:
+        examples: Labelled paragraphs whose `group` is their file under `corpus_dir`.
+        corpus_dir: The folder the files are relative to (e.g. `shared/corpus`).
+        embed: Embeds a document's passages as the index does (`passage_input(text, section)`).
+        own: The examples' own passage vectors: the context of an example whose file is not
+            there, cannot be read, or holds one passage (it is then read alone).
+
+    Returns:
+        A float32 array (examples, dim).
+    """
+    corpus = Path(corpus_dir)
+    contexts = np.array(own, dtype=np.float32)
+    rows_of: dict[str, list[int]] = {}
+    for i, example in enumerate(examples):
+        rows_of.setdefault(example.group, []).append(i)
+    for group, rows in rows_of.items():
+        if not (corpus / group).is_file():
+            continue
+        try:
+            passages = _document_passages(corpus, group)
+        except DocumentReadError:
+            continue
+        if len(passages) > 1:
+            contexts[rows] = np.asarray(embed(passages), dtype=np.float32).mean(axis=0)
+    return contexts
+
+
 # --------------------------------------------------------------------------- features
 
 
@@ -503,13 +562,30 @@ class EmbeddingBlock:
     """The dense block: passage embeddings of one embedding model, multiplied by `weight`.
 
     `model` is the embedder's name (`Embedder.name`) and `fingerprint` its `Embedder.fingerprint`;
-    vectors from an embedder with another fingerprint must not be fed to the weights.
+    vectors from an embedder with another fingerprint must not be fed to the weights. With
+    `context` above 0 the block has a second half: the mean vector of the paragraph's document
+    (`document_means`; the paragraph's own vector when it is read alone), times `context`.
     """
 
     model: str
     fingerprint: str
     dim: int
     weight: float
+    context: float = 0.0
+
+    @property
+    def width(self) -> int:
+        """Columns of the block in the weights."""
+        return self.dim * (2 if self.context else 1)
+
+    def matrix(self, own: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
+        """Return the weighted block of texts with passage vectors `own` (as checked by
+        `_check_embeddings`) and, for a block with a document context, their documents' mean
+        vectors (`own` when None)."""
+        if not self.context:
+            return own * np.float32(self.weight)
+        context = own if context is None else _check_embeddings(context, len(own), self)
+        return np.hstack([own, context * np.float32(self.context)]) * np.float32(self.weight)
 
 
 def _block_documents(
@@ -527,6 +603,32 @@ def _block_documents(
 # --------------------------------------------------------------------------- classifier
 
 
+def document_means(
+    rows: np.ndarray, documents: Sequence[Hashable]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return each row's document mean of `rows`, and whether the row shares its document.
+
+    Args:
+        rows: One row per text (logits or passage vectors).
+        documents: The document key of each row; rows of one document are averaged together.
+
+    Returns:
+        (means, shared): float64 (rows, columns), the mean of the row's document (the row
+        itself when alone); bool (rows,), True where the document has more than one row.
+
+    Raises:
+        InvalidInputError: `documents` does not have one key per row.
+    """
+    if len(documents) != len(rows):
+        raise InvalidInputError(f"{len(documents)} document keys for {len(rows)} texts")
+    keys: dict[Hashable, int] = {}
+    index = np.array([keys.setdefault(key, len(keys)) for key in documents], dtype=np.int64)
+    sums = np.zeros((len(keys), rows.shape[1]), dtype=np.float64)
+    np.add.at(sums, index, rows)
+    counts = np.bincount(index, minlength=len(keys))
+    return sums[index] / counts[index, None], counts[index] > 1
+
+
 def with_document_context(
     logits: np.ndarray, documents: Sequence[Hashable], weight: float | None = None
 ) -> np.ndarray:
@@ -541,18 +643,10 @@ def with_document_context(
     Raises:
         InvalidInputError: `documents` does not have one key per row.
     """
-    if len(documents) != len(logits):
-        raise InvalidInputError(f"{len(documents)} document keys for {len(logits)} texts")
     weight = DOCUMENT_WEIGHT if weight is None else weight
-    keys: dict[Hashable, int] = {}
-    index = np.array([keys.setdefault(key, len(keys)) for key in documents], dtype=np.int64)
-    sums = np.zeros((len(keys), logits.shape[1]), dtype=np.float64)
-    np.add.at(sums, index, logits)
-    counts = np.bincount(index, minlength=len(keys))
-    means = sums / counts[:, None]
+    means, shared = document_means(logits, documents)
     # A text alone in its document has no context to add.
-    context = np.where((counts[index] > 1)[:, None], weight * means[index], 0.0)
-    return (logits + context).astype(np.float32)
+    return (logits + np.where(shared[:, None], weight * means, 0.0)).astype(np.float32)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -578,7 +672,7 @@ class TopicClassifier:
 
         Args:
             blocks: TF-IDF feature blocks in column order.
-            coef: Weights, shape (labels, features): the TF-IDF columns, then `embedding.dim`
+            coef: Weights, shape (labels, features): the TF-IDF columns, then `embedding.width`
                 columns for the dense block when there is one.
             intercept: Biases, shape (labels,).
             labels: Label names in row order of `coef`.
@@ -590,7 +684,7 @@ class TopicClassifier:
             ModelError: The weights do not fit the blocks.
         """
         sparse_width = sum(len(block.vocabulary) for block in blocks)
-        width = sparse_width + (embedding.dim if embedding is not None else 0)
+        width = sparse_width + (embedding.width if embedding is not None else 0)
         if coef.shape != (len(labels), width) or intercept.shape != (len(labels),):
             raise ModelError(
                 f"topic model weights have shape {coef.shape}, expected {(len(labels), width)}; "
@@ -604,6 +698,8 @@ class TopicClassifier:
         self.temperature = float(temperature)
         self.info = dict(info or {})
         self._sparse_width = sparse_width
+        # The head that reads paragraphs within their documents (`predict(documents=...)`).
+        self.context_model: TopicClassifier | None = None
         # The folder `load` read, so that worker processes can load the same model.
         self.source: str | None = None
         self._embedder: Embedder | None = None
@@ -683,6 +779,7 @@ class TopicClassifier:
         tokens: Sequence[Sequence[str]],
         sections: Sequence[str],
         embeddings: np.ndarray | None = None,
+        context: np.ndarray | None = None,
     ) -> Any:
         """Return the feature matrix (CSR) of texts with their tokens, headings and embeddings.
 
@@ -692,15 +789,21 @@ class TopicClassifier:
             sections: Their section headings ("" for none).
             embeddings: Their passage embeddings when the model has a dense block; computed
                 here when None.
+            context: Their documents' mean passage vectors (`document_means`), for a model
+                with a document context; None reads each text alone.
 
         Returns:
             A float32 CSR matrix (len(texts), features), columns in `coef` order.
         """
-        dense = self._dense(texts, sections, embeddings)
+        dense = self._dense(texts, sections, embeddings, context)
         return _features(self.blocks, texts, tokens, sections, dense)
 
     def text_logits(
-        self, texts: Sequence[str], tokens: Sequence[Sequence[str]], sections: Sequence[str]
+        self,
+        texts: Sequence[str],
+        tokens: Sequence[Sequence[str]],
+        sections: Sequence[str],
+        within_documents: bool = False,
     ) -> np.ndarray:
         """Return the part of the logits that the words, characters and headings give.
 
@@ -711,10 +814,14 @@ class TopicClassifier:
             texts: Normalised paragraphs.
             tokens: Their word segmentation.
             sections: Their section headings ("" for none).
+            within_documents: For `predict(documents=...)`: the part of the head that reads
+                paragraphs within their documents, when the model has one.
 
         Returns:
             A float32 array (texts, labels), before the temperature.
         """
+        if within_documents and self.context_model is not None:
+            return self.context_model.text_logits(texts, tokens, sections)
         sparse = _features(self.blocks, texts, tokens, sections)
         logits = np.asarray(sparse @ self.coef[:, : self._sparse_width].T) + self.intercept
         return logits.astype(np.float32)
@@ -726,6 +833,7 @@ class TopicClassifier:
         sections: Sequence[str],
         embeddings: np.ndarray | None = None,
         text_logits: np.ndarray | None = None,
+        context: np.ndarray | None = None,
     ) -> np.ndarray:
         """Return the temperature-scaled logits, shape (texts, labels).
 
@@ -736,8 +844,10 @@ class TopicClassifier:
             embeddings: Their passage embeddings when the model has a dense block; computed
                 here when None.
             text_logits: `text_logits` of these texts when already computed.
+            context: Their documents' mean passage vectors (`document_means`), for a model
+                with a document context; None reads each text alone.
         """
-        dense = self._dense(texts, sections, embeddings)
+        dense = self._dense(texts, sections, embeddings, context)
         if text_logits is None:
             logits = self.text_logits(texts, tokens, sections)
         elif np.shape(text_logits) == (len(texts), len(self.labels)):
@@ -753,16 +863,19 @@ class TopicClassifier:
         return logits / self.temperature
 
     def _dense(
-        self, texts: Sequence[str], sections: Sequence[str], embeddings: np.ndarray | None
+        self,
+        texts: Sequence[str],
+        sections: Sequence[str],
+        embeddings: np.ndarray | None,
+        context: np.ndarray | None = None,
     ) -> np.ndarray | None:
         """Return the weighted dense block of `texts`, or None for a TF-IDF-only model."""
         if self.embedding is None:
             return None
         if embeddings is None:
             embeddings = self.embed(texts, sections)
-        return _check_embeddings(embeddings, len(texts), self.embedding) * np.float32(
-            self.embedding.weight
-        )
+        own = _check_embeddings(embeddings, len(texts), self.embedding)
+        return self.embedding.matrix(own, context)
 
     def predict(
         self,
@@ -784,12 +897,15 @@ class TopicClassifier:
                 (an indexer passes its own when its `Embedder.fingerprint` equals
                 `embedding_fingerprint`); otherwise the model embeds the texts itself when it
                 reads embeddings. Ignored by a TF-IDF-only model.
-            text_logits: `text_logits(texts, tokens, sections)` when already computed
-                elsewhere (the indexer's segmenting processes); computed here when None.
+            text_logits: `text_logits(texts, tokens, sections, within_documents=documents is
+                not None)` when already computed elsewhere (the indexer's segmenting
+                processes); computed here when None.
             documents: The document of each text (any hashable key), when the texts are whole
-                documents (the indexer's batches): each text's logits then get
-                `DOCUMENT_WEIGHT` times the mean logits of its document's texts. A paragraph
-                that only lists figures is read in the light of the report it is part of.
+                documents (the indexer's batches). A paragraph that only lists figures is then
+                read in the light of the report it is part of: the model's `context_model`
+                head reads the mean passage vector of the document's texts beside the text's
+                own; a model without that head adds `DOCUMENT_WEIGHT` times the mean logits of
+                the document's texts to each text's.
 
         Returns:
             One prediction per text, with a probability for every label; they sum to 1.
@@ -818,8 +934,16 @@ class TopicClassifier:
                     f"{len(given)} {name} for {len(texts)} texts; pass one entry per text "
                     "(an empty list or string where there is none)"
                 )
-        logits = self.decision_function(texts, tokens, sections, embeddings, text_logits)
-        if documents is not None:
+        head, context = self, None
+        if documents is not None and self.context_model is not None:
+            head = self.context_model
+            if embeddings is None:
+                embeddings = self.embed(texts, sections)
+            vectors = _check_embeddings(embeddings, len(texts), head.embedding)
+            context = document_means(vectors, documents)[0].astype(np.float32)
+        logits = head.decision_function(texts, tokens, sections, embeddings, text_logits, context)
+        if documents is not None and head is self:
+            # Without a head that reads documents, their mean logits stand in for it.
             logits = with_document_context(logits, documents)
         predictions = []
         for row in _softmax(logits):
@@ -872,6 +996,7 @@ class TopicClassifier:
                     "fingerprint": self.embedding.fingerprint,
                     "dim": self.embedding.dim,
                     "weight": self.embedding.weight,
+                    "context": self.embedding.context,
                     "input": PASSAGE_INPUT,  # embed_passages(passage_input(text, section))
                     "max_length": EMBEDDING_MAX_LENGTH,
                 }
@@ -884,11 +1009,14 @@ class TopicClassifier:
                 "embedding": embedding,
                 "embedding_model": self.embedding_model,
                 "embedding_fingerprint": self.embedding_fingerprint,
+                "context_model": CONTEXT_MODEL_DIR if self.context_model is not None else None,
                 "sklearn_version": sklearn.__version__,
                 "numpy_version": np.__version__,
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
                 "training": self.info,
             }
+            if self.context_model is not None:
+                self.context_model.save(staging / CONTEXT_MODEL_DIR)
             # The manifest goes last: a folder without one is never taken for a model.
             (staging / MANIFEST_NAME).write_text(
                 json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8"
@@ -966,6 +1094,7 @@ class TopicClassifier:
                     fingerprint=str(spec["fingerprint"]),
                     dim=int(spec["dim"]),
                     weight=float(spec["weight"]),
+                    context=float(spec.get("context", 0.0)),
                 )
             coef = np.load(folder / "coef.npy", allow_pickle=False)
             intercept = np.load(folder / "intercept.npy", allow_pickle=False)
@@ -979,6 +1108,10 @@ class TopicClassifier:
         model = cls(
             blocks, coef, intercept, labels, temperature, manifest.get("training"), embedding
         )
+        if manifest.get("context_model"):
+            model.context_model = cls.load(folder / str(manifest["context_model"]))
+            if model.context_model.embedding_fingerprint != model.embedding_fingerprint:
+                raise ModelError(f"{folder}: its heads read different embeddings; {_TRAIN_HINT}")
         model.source = str(folder.resolve())
         return model
 
@@ -1113,13 +1246,12 @@ def _fit_linear(
     labels: Sequence[str],
     c: float,
     embedding: EmbeddingBlock | None = None,
-    embeddings: np.ndarray | None = None,
+    dense: np.ndarray | None = None,
 ) -> TopicClassifier:
+    """Fit the logistic regression; `dense` is the embedding block's weighted matrix
+    (`EmbeddingBlock.matrix`) of the same rows."""
     from sklearn.linear_model import LogisticRegression
 
-    dense = None
-    if embedding is not None and embeddings is not None:
-        dense = embeddings * np.float32(embedding.weight)
     matrix = _features(blocks, texts, tokens, sections, dense)
     targets = np.array([TOPICS.index(label) for label in labels])
     model = LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
@@ -1157,6 +1289,8 @@ def train_classifier(
     embeddings: np.ndarray | None = None,
     embedder: Embedder | None = None,
     embedding_weight: float = DEFAULT_EMBEDDING_WEIGHT,
+    contexts: np.ndarray | None = None,
+    context_weight: float = DEFAULT_CONTEXT_WEIGHT,
     c: float = 10.0,
     features: Sequence[FeatureSpec] = DEFAULT_FEATURES,
     calibration_folds: int = 4,
@@ -1175,6 +1309,12 @@ def train_classifier(
             the int8 ONNX multilingual-e5-small.
         embedding_weight: Scale of the embeddings beside the TF-IDF blocks; 0 trains a
             TF-IDF-only model that never loads an embedder.
+        contexts: The mean passage vector of each example's document (`document_contexts`:
+            all its paragraphs, as the indexer reads them), to train a second head that reads
+            paragraphs within their documents (`TopicClassifier.context_model`, used by
+            `predict(documents=...)`). None trains the first head alone.
+        context_weight: Scale of the document vector beside the paragraph's own in that head;
+            0 trains no second head.
         c: Inverse regularisation strength of the logistic regression.
         features: The feature blocks to build.
         calibration_folds: Folds of documents held out to fit the softmax temperature; 0 or
@@ -1212,51 +1352,40 @@ def train_classifier(
         raise InvalidInputError(
             f"embedding_weight must be 0 (TF-IDF only) or positive, not {embedding_weight}"
         )
+    if not (context_weight >= 0 and math.isfinite(context_weight)):
+        raise InvalidInputError(f"context_weight must be 0 or positive, not {context_weight}")
     embedding = None
+    own = context = None
     if embedding_weight > 0:
         embedder = embedder or shared_embedder()
         if embeddings is None:
-            embeddings = embedder.embed_passages(
-                [passage_input(t, s) for t, s in zip(texts, sections, strict=True)]
-            )
+            embeddings = example_vectors(examples, embedder)
         embedding = EmbeddingBlock(
             embedder.name, embedder.fingerprint, embedder.dim, float(embedding_weight)
         )
-        embeddings = _check_embeddings(embeddings, len(texts), embedding)
-    else:
-        embeddings = None
+        own = _check_embeddings(embeddings, len(texts), embedding)
+        if contexts is not None and context_weight > 0:
+            context = _check_embeddings(contexts, len(texts), embedding)
 
     blocks = _fit_blocks(features, texts, tokens, sections)
     if not blocks:
         raise InvalidInputError("the examples yield no features; give paragraphs with words")
-    classifier = _fit_linear(blocks, texts, tokens, sections, labels, c, embedding, embeddings)
-
-    groups = [example.group for example in examples]
-    temperature = 1.0
-    if calibration_folds >= 2 and len(set(groups)) >= calibration_folds:
-        logits, targets = _held_out_logits(
-            features,
-            texts,
-            tokens,
-            sections,
-            labels,
-            groups,
-            c,
-            calibration_folds,
-            seed,
-            embedding,
-            embeddings,
-        )
-        temperature = _fit_temperature(logits, targets)
-    classifier.temperature = temperature
+    rows = _TrainingRows(texts, tokens, sections, labels, [e.group for e in examples])
+    settings = (features, c, calibration_folds, seed)
+    classifier = _fit_head(blocks, rows, settings, embedding, own)
+    if context is not None and embedding is not None:
+        # The second head: the same examples, each read within its document.
+        within = replace(embedding, context=float(context_weight))
+        classifier.context_model = _fit_head(blocks, rows, settings, within, own, context)
     classifier.info = {
         "n_examples": len(examples),
-        "n_documents": len(set(groups)),
+        "n_documents": len(set(rows.groups)),
         "per_label": dict(Counter(labels)),
         "per_source": dict(Counter(example.source or "given" for example in examples)),
         "with_section": sum(bool(section) for section in sections),
         "c": c,
         "embedding_weight": embedding.weight if embedding is not None else 0.0,
+        "context_weight": float(context_weight) if classifier.context_model else 0.0,
         "calibration_folds": calibration_folds,
         "features": [
             {"name": s.name, "ngram_range": list(s.ngram_range), "weight": s.weight}
@@ -1264,6 +1393,51 @@ def train_classifier(
         ],
     }
     return classifier
+
+
+@dataclass(frozen=True)
+class _TrainingRows:
+    """The normalised examples as the feature blocks read them, and their documents."""
+
+    texts: Sequence[str]
+    tokens: Sequence[Sequence[str]]
+    sections: Sequence[str]
+    labels: Sequence[str]
+    groups: Sequence[str]
+
+
+def _fit_head(
+    blocks: Sequence[FeatureBlock],
+    rows: _TrainingRows,
+    settings: tuple[Sequence[FeatureSpec], float, int, int],
+    embedding: EmbeddingBlock | None,
+    own: np.ndarray | None,
+    context: np.ndarray | None = None,
+) -> TopicClassifier:
+    """Fit one head on `rows` (settings: features, c, calibration folds, seed), then its
+    temperature on documents held out from models of the same kind."""
+    features, c, calibration_folds, seed = settings
+    dense = embedding.matrix(own, context) if embedding is not None else None
+    head = _fit_linear(
+        blocks, rows.texts, rows.tokens, rows.sections, rows.labels, c, embedding, dense
+    )
+    if calibration_folds >= 2 and len(set(rows.groups)) >= calibration_folds:
+        logits, targets = _held_out_logits(
+            features,
+            rows.texts,
+            rows.tokens,
+            rows.sections,
+            rows.labels,
+            rows.groups,
+            c,
+            calibration_folds,
+            seed,
+            embedding,
+            own,
+            context,
+        )
+        head.temperature = _fit_temperature(logits, targets)
+    return head
 
 
 def _held_out_logits(
@@ -1277,9 +1451,12 @@ def _held_out_logits(
     folds: int,
     seed: int,
     embedding: EmbeddingBlock | None = None,
-    embeddings: np.ndarray | None = None,
+    own: np.ndarray | None = None,
+    context: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return logits of every example from models that never saw its document."""
+    """Return logits of every example from models that never saw its document; `own` and
+    `context` are the examples' passage and document vectors, as `EmbeddingBlock.matrix` reads
+    them."""
     from sklearn.model_selection import GroupKFold
 
     targets = np.array([TOPICS.index(label) for label in labels])
@@ -1297,14 +1474,17 @@ def _held_out_logits(
             train_labels,
             c,
             embedding,
-            embeddings[train] if embeddings is not None else None,
+            embedding.matrix(own[train], None if context is None else context[train])
+            if embedding is not None and own is not None
+            else None,
         )
         held = _picker(test)
         logits[test] = model.decision_function(
             held(texts),
             held(tokens),
             held(sections),
-            embeddings[test] if embeddings is not None else None,
+            own[test] if own is not None else None,
+            context=context[test] if context is not None else None,
         )
     return logits, targets
 

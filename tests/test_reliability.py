@@ -236,6 +236,18 @@ def test_cli_refuses_a_missing_index(vnsearch, tmp_path):
     )
 
 
+def test_cli_train_refuses_a_documents_folder_that_is_not_there(vnsearch, tmp_path, corpus_dir):
+    labels = corpus_dir.parent / "labels" / "topics-dev.jsonl"
+    rows = labels.read_text(encoding="utf-8").splitlines()[:12]
+    data = tmp_path / "labels.jsonl"
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    outcome = vnsearch(
+        "train", "--data", data, "--documents", tmp_path / "no-corpus", "--out", tmp_path / "m"
+    )
+    assert_cli_error(outcome, "not a folder", "pass the corpus")
+    assert not (tmp_path / "m").exists()
+
+
 # -- CLI: bad files leave the index as it was --------------------------------------------
 
 

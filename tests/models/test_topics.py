@@ -16,10 +16,15 @@ import pytest
 
 from models.embedder import passage_input
 from models.topics import (
+    DEFAULT_CONTEXT_WEIGHT,
+    FORMAT_VERSION,
     TOPICS,
     LabelledExample,
     TopicClassifier,
     default_training_examples,
+    document_contexts,
+    document_means,
+    example_vectors,
     load_label_references,
     load_labelled,
     report_section_examples,
@@ -32,6 +37,7 @@ from nlp.errors import InvalidInputError, ModelError
 from nlp.normalize import normalize_text
 from nlp.paragraphs import split_passages
 from nlp.reader import read_document
+from nlp.segment import segment_texts
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 DEV_LABELS = SHARED / "labels" / "topics-dev.jsonl"
@@ -73,9 +79,20 @@ def embedding_model(small_set, embedder) -> TopicClassifier:
     return train_classifier(small_set, calibration_folds=2, embedder=embedder)
 
 
-@pytest.fixture(params=["tfidf", "embedding"])
+@pytest.fixture(scope="module")
+def context_model(small_set, embedder) -> TopicClassifier:
+    # The document of each example is, here, the examples of the same file in the small set.
+    own = example_vectors(small_set, embedder)
+    contexts = document_means(own, [e.group for e in small_set])[0].astype(np.float32)
+    return train_classifier(
+        small_set, calibration_folds=2, embedder=embedder, embeddings=own, contexts=contexts
+    )
+
+
+@pytest.fixture(params=["tfidf", "embedding", "context"])
 def small_model(request) -> TopicClassifier:
-    """Each contract test runs against a TF-IDF-only model and one with embeddings."""
+    """Each contract test runs against a TF-IDF-only model, one with embeddings and one that
+    also reads a paragraph's document."""
     return request.getfixturevalue(f"{request.param}_model")
 
 
@@ -98,8 +115,6 @@ def test_a_single_string_is_a_batch_of_one(small_model):
 
 
 def test_precomputed_tokens_and_sections_match_the_segmenting_path(small_model):
-    from nlp.segment import segment_texts
-
     passages = _report_passages()[8:12]
     texts = [p.text for p in passages]
     sections = [p.section for p in passages]
@@ -155,8 +170,6 @@ def test_tfidf_model_ignores_embeddings(tfidf_model):
 
 
 def test_dense_fast_path_matches_the_feature_matrix(embedding_model, embedder):
-    from nlp.segment import segment_texts
-
     passages = _report_passages()[30:36]
     texts = [p.text for p in passages]
     sections = [p.section for p in passages]
@@ -206,14 +219,15 @@ def test_save_and_load_give_identical_scores(small_model, tmp_path):
     assert loaded.predict(texts) == small_model.predict(texts)
     manifest = json.loads((tmp_path / "model" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["labels"] == list(TOPICS)
-    assert manifest["format_version"] == 2
+    assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["training"]["n_examples"] == len(TOPICS) * PER_LABEL
     assert "sklearn_version" in manifest
     assert manifest["embedding_fingerprint"] == small_model.embedding_fingerprint
     assert manifest["embedding_model"] == small_model.embedding_model
     assert loaded.embedding_fingerprint == small_model.embedding_fingerprint
     # Plain formats only: nothing a user is handed needs pickle to read.
-    assert {p.suffix for p in (tmp_path / "model").iterdir()} == {".json", ".npy"}
+    files = [p for p in (tmp_path / "model").rglob("*") if p.is_file()]
+    assert {p.suffix for p in files} == {".json", ".npy"}
 
 
 def test_saving_over_an_existing_model_replaces_it(small_model, tmp_path):
@@ -432,6 +446,90 @@ def test_paragraphs_read_within_their_document_change_only_through_it():
     texts, sections = [p.text for p in passages], [p.section for p in passages]
     alone = model.predict(texts, sections=sections)
     together = model.predict(texts, sections=sections, documents=["report"] * len(texts))
-    one_each = model.predict(texts, sections=sections, documents=list(range(len(texts))))
     assert any(a.scores != t.scores for a, t in zip(alone, together, strict=True))
-    assert [p.scores for p in one_each] == [p.scores for p in alone]
+    # One paragraph per document: nothing to read it with, beyond the head's own view of it.
+    one_each = model.predict(texts, sections=sections, documents=list(range(len(texts))))
+    head = model.context_model or model
+    assert [p.topic for p in one_each] == [
+        head.labels[i]
+        for i in head.decision_function(
+            [normalize_text(t) for t in texts], segment_texts(texts), sections
+        ).argmax(axis=1)
+    ]
+
+
+def test_a_model_with_a_document_context_reads_the_mean_vector_of_each_document(
+    context_model, embedder
+):
+    head = context_model.context_model
+    assert context_model.embedding.context == 0 and head.embedding.context == DEFAULT_CONTEXT_WEIGHT
+    width = sum(len(b.vocabulary) for b in head.blocks) + 2 * embedder.dim
+    assert head.coef.shape == (len(TOPICS), width)
+    passages = _report_passages()[:8]
+    texts = [normalize_text(p.text) for p in passages]
+    sections = [p.section for p in passages]
+    vectors = embedder.embed_passages(
+        [passage_input(t, s) for t, s in zip(texts, sections, strict=True)]
+    )
+    together = context_model.predict(
+        texts, sections=sections, embeddings=vectors, documents=["report"] * len(texts)
+    )
+    mean = np.repeat(vectors.mean(axis=0, keepdims=True), len(texts), axis=0)
+    logits = head.decision_function(texts, segment_texts(texts), sections, vectors, context=mean)
+    # The head reads the document; the mean logits are added only by a model without one.
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    scores = np.array([[p.scores[label] for label in context_model.labels] for p in together])
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    # Without documents the first head reads each text alone.
+    alone = context_model.decision_function(texts, segment_texts(texts), sections, vectors)
+    plain = context_model.predict(texts, sections=sections, embeddings=vectors)
+    assert [p.topic for p in plain] == [TOPICS[i] for i in alone.argmax(axis=1)]
+
+
+def test_a_model_with_a_document_context_saves_and_loads(context_model, tmp_path):
+    context_model.save(tmp_path / "model")
+    loaded = TopicClassifier.load(tmp_path / "model")
+    assert loaded.embedding == context_model.embedding
+    assert loaded.context_model.embedding == context_model.context_model.embedding
+    passages = _report_passages()[:6]
+    texts, sections = [p.text for p in passages], [p.section for p in passages]
+    documents = ["a", "a", "a", "b", "b", "c"]
+    assert loaded.predict(texts, sections=sections, documents=documents) == (
+        context_model.predict(texts, sections=sections, documents=documents)
+    )
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["context_model"] == "within_documents"
+    head = json.loads(
+        (tmp_path / "model" / "within_documents" / "manifest.json").read_text(encoding="utf-8")
+    )
+    assert head["embedding"]["context"] == DEFAULT_CONTEXT_WEIGHT
+
+
+def test_document_contexts_average_each_file_and_keep_the_own_vector_otherwise(embedder):
+    passages = _report_passages()
+    rows = [
+        LabelledExample(
+            passages[3].text, "organisation", REPORT.relative_to(SHARED / "corpus").as_posix()
+        ),
+        LabelledExample(passages[9].text, "inspection", "reports/no-such-file.txt"),
+    ]
+    own = np.eye(2, embedder.dim, dtype=np.float32)
+    embedded = []
+
+    def embed(document):
+        embedded.append(len(document))
+        return embedder.embed_passages([passage_input(p.text, p.section) for p in document])
+
+    contexts = document_contexts(rows, SHARED / "corpus", embed, own)
+    expected = embed(passages).mean(axis=0)
+    np.testing.assert_allclose(contexts[0], expected, atol=1e-6)
+    np.testing.assert_array_equal(contexts[1], own[1])  # no such file: read alone
+    assert embedded[0] == len(passages)
+
+
+def test_document_means_average_rows_by_document():
+    rows = np.array([[1.0, 0.0], [3.0, 2.0], [0.0, 4.0]])
+    means, shared = document_means(rows, ["a", "a", "b"])
+    np.testing.assert_allclose(means, [[2.0, 1.0], [2.0, 1.0], [0.0, 4.0]])
+    assert shared.tolist() == [True, True, False]
