@@ -31,17 +31,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
 
-def _documents(corpus: Path, n: int) -> tuple[list[Path], list]:
+def _documents(corpus: Path, n: int) -> tuple[list[Path], list, list[int]]:
+    """Whole party documents until there are `n` passages: files, passages, file of each."""
     from nlp.paragraphs import split_passages
     from nlp.reader import read_document
 
-    files, passages = [], []
+    files, passages, owners = [], [], []
     for path in sorted((corpus / "party").iterdir()):
+        found = split_passages(read_document(path))
+        owners += [len(files)] * len(found)
         files.append(path)
-        passages.extend(split_passages(read_document(path)))
+        passages.extend(found)
         if len(passages) >= n:
             break
-    return files, passages
+    return files, passages, owners
 
 
 def _timed(function, repeat: int, label: str):
@@ -75,7 +78,7 @@ def main() -> None:
     from nlp.segment import segment_texts
 
     cores = os.cpu_count() or 1
-    files, passages = _documents(args.corpus, args.n)
+    files, passages, owners = _documents(args.corpus, args.n)
     texts = [p.text for p in passages]
     inputs = [passage_input(p.text, p.section) for p in passages]
     rows: list = []
@@ -118,14 +121,18 @@ def main() -> None:
         # Same e5 weights written by another library version: let the classifier read the
         # index's vectors, as it does where the fingerprints agree, rather than embed again.
         print(f"warning: model fingerprint {embedder.fingerprint} is not the classifier's")
-        classifier.embedding = replace(classifier.embedding, fingerprint=embedder.fingerprint)
+        for head in (classifier, classifier.context_model):
+            if head is not None:
+                head.embedding = replace(head.embedding, fingerprint=embedder.fingerprint)
     sections = [p.section for p in passages]
-    classifier.predict(texts[:4], tokens=tokens[:4], sections=sections[:4], embeddings=vectors[:4])
-    seconds, _ = _timed(
-        lambda: classifier.predict(texts, tokens=tokens, sections=sections, embeddings=vectors),
-        args.repeat,
-        "topic classifier",
-    )
+
+    def tag() -> list:  # as the indexer does: each file's paragraphs as one document
+        return classifier.predict(
+            texts, tokens=tokens, sections=sections, embeddings=vectors, documents=owners
+        )
+
+    tag()
+    seconds, _ = _timed(tag, args.repeat, "topic classifier")
     row("topic classifier alone (given tokens and vectors)", seconds)
 
     counts = (
@@ -154,6 +161,17 @@ def main() -> None:
             shutil.rmtree(folder, ignore_errors=True)
         assert report.passages == len(texts), (report.passages, len(texts))
         e2e_rates.append(row(f"end-to-end index_paths ({workers} segmenting processes)", seconds))
+    # The same, without topic tags: what tagging costs the indexer (issue target: < 10%).
+    folder = Path(tempfile.mkdtemp(prefix="vnsearch-bench-"))
+    try:
+        started = time.perf_counter()
+        index_paths(files, folder / "idx", embedder, None, segment_workers=counts[-1])
+        untagged = row(
+            f"end-to-end without topics ({counts[-1]} segmenting processes)",
+            time.perf_counter() - started,
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
     if profiler is not None:
         import pstats
@@ -175,6 +193,10 @@ def main() -> None:
             f"end-to-end ({workers} workers) / raw fp32 baseline: {rate / baseline:.2f}x; "
             f"/ slowest stage alone ({slowest:.1f}/s): {rate / slowest:.2f}"
         )
+    print(
+        f"topic tagging: end to end takes {untagged / e2e_rates[-1]:.3f}x the time without it "
+        f"({counts[-1]} workers)"
+    )
 
 
 if __name__ == "__main__":
