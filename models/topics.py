@@ -1240,20 +1240,24 @@ def _fit_blocks(
 
 def _fit_linear(
     blocks: Sequence[FeatureBlock],
-    texts: Sequence[str],
-    tokens: Sequence[Sequence[str]],
-    sections: Sequence[str],
-    labels: Sequence[str],
+    rows: _TrainingRows,
     c: float,
     embedding: EmbeddingBlock | None = None,
-    dense: np.ndarray | None = None,
+    own: np.ndarray | None = None,
+    context: np.ndarray | None = None,
+    picked: np.ndarray | None = None,
 ) -> TopicClassifier:
-    """Fit the logistic regression; `dense` is the embedding block's weighted matrix
-    (`EmbeddingBlock.matrix`) of the same rows."""
+    """Fit the logistic regression on `rows`; `own` and `context` are the passage and document
+    vectors of all the training rows, of which `picked` (default: all) are these `rows`."""
     from sklearn.linear_model import LogisticRegression
 
-    matrix = _features(blocks, texts, tokens, sections, dense)
-    targets = np.array([TOPICS.index(label) for label in labels])
+    dense = None
+    if embedding is not None and own is not None:
+        if picked is not None:
+            own, context = own[picked], (None if context is None else context[picked])
+        dense = embedding.matrix(own, context)
+    matrix = _features(blocks, rows.texts, rows.tokens, rows.sections, dense)
+    targets = np.array([TOPICS.index(label) for label in rows.labels])
     model = LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
     model.fit(matrix, targets)
     coef = np.zeros((len(TOPICS), matrix.shape[1]), dtype=np.float32)
@@ -1405,6 +1409,15 @@ class _TrainingRows:
     labels: Sequence[str]
     groups: Sequence[str]
 
+    def subset(self, indices: Sequence[int]) -> _TrainingRows:
+        """The rows at `indices`, in that order."""
+        return _TrainingRows(
+            *(
+                [column[i] for i in indices]
+                for column in (self.texts, self.tokens, self.sections, self.labels, self.groups)
+            )
+        )
+
 
 def _fit_head(
     blocks: Sequence[FeatureBlock],
@@ -1415,79 +1428,28 @@ def _fit_head(
     context: np.ndarray | None = None,
 ) -> TopicClassifier:
     """Fit one head on `rows` (settings: features, c, calibration folds, seed), then its
-    temperature on documents held out from models of the same kind."""
+    temperature on documents held out from models of the same kind. `own` and `context` are
+    the rows' passage and document vectors, as `EmbeddingBlock.matrix` reads them."""
     features, c, calibration_folds, seed = settings
-    dense = embedding.matrix(own, context) if embedding is not None else None
-    head = _fit_linear(
-        blocks, rows.texts, rows.tokens, rows.sections, rows.labels, c, embedding, dense
-    )
-    if calibration_folds >= 2 and len(set(rows.groups)) >= calibration_folds:
-        logits, targets = _held_out_logits(
-            features,
-            rows.texts,
-            rows.tokens,
-            rows.sections,
-            rows.labels,
-            rows.groups,
-            c,
-            calibration_folds,
-            seed,
-            embedding,
-            own,
-            context,
-        )
-        head.temperature = _fit_temperature(logits, targets)
-    return head
-
-
-def _held_out_logits(
-    features: Sequence[FeatureSpec],
-    texts: Sequence[str],
-    tokens: Sequence[Sequence[str]],
-    sections: Sequence[str],
-    labels: Sequence[str],
-    groups: Sequence[str],
-    c: float,
-    folds: int,
-    seed: int,
-    embedding: EmbeddingBlock | None = None,
-    own: np.ndarray | None = None,
-    context: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return logits of every example from models that never saw its document; `own` and
-    `context` are the examples' passage and document vectors, as `EmbeddingBlock.matrix` reads
-    them."""
+    head = _fit_linear(blocks, rows, c, embedding, own, context)
+    if calibration_folds < 2 or len(set(rows.groups)) < calibration_folds:
+        return head
     from sklearn.model_selection import GroupKFold
 
-    targets = np.array([TOPICS.index(label) for label in labels])
-    logits = np.zeros((len(texts), len(TOPICS)), dtype=np.float64)
-    splitter = GroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for train, test in splitter.split(texts, targets, groups):
-        train_labels = [labels[i] for i in train]
-        pick = _picker(train)
-        blocks = _fit_blocks(features, pick(texts), pick(tokens), pick(sections))
-        model = _fit_linear(
-            blocks,
-            pick(texts),
-            pick(tokens),
-            pick(sections),
-            train_labels,
-            c,
-            embedding,
-            embedding.matrix(own[train], None if context is None else context[train])
-            if embedding is not None and own is not None
-            else None,
-        )
-        held = _picker(test)
+    targets = np.array([TOPICS.index(label) for label in rows.labels])
+    logits = np.zeros((len(rows.texts), len(TOPICS)), dtype=np.float64)
+    splitter = GroupKFold(n_splits=calibration_folds, shuffle=True, random_state=seed)
+    for train, test in splitter.split(rows.texts, targets, rows.groups):
+        fold = rows.subset(train)
+        fold_blocks = _fit_blocks(features, fold.texts, fold.tokens, fold.sections)
+        model = _fit_linear(fold_blocks, fold, c, embedding, own, context, train)
+        held = rows.subset(test)
         logits[test] = model.decision_function(
-            held(texts),
-            held(tokens),
-            held(sections),
+            held.texts,
+            held.tokens,
+            held.sections,
             own[test] if own is not None else None,
             context=context[test] if context is not None else None,
         )
-    return logits, targets
-
-
-def _picker(indices: Sequence[int]) -> Any:
-    return lambda items: [items[i] for i in indices]
+    head.temperature = _fit_temperature(logits, targets)
+    return head
