@@ -317,12 +317,11 @@ def train(
         shared_embedder,
         train_classifier,
     )
+    from nlp.errors import InvalidInputError
 
     examples = _examples(data)
     if documents is None and not data and (DEFAULT_SHARED_DIR / "corpus").is_dir():
         documents = DEFAULT_SHARED_DIR / "corpus"
-    from nlp.errors import InvalidInputError
-
     options = {}
     if documents is not None:
         if not documents.is_dir():

@@ -144,7 +144,7 @@ def _predict_in_documents(
 
     texts = [example.text for example in examples]
     sections = [example.section if use_sections else "" for example in examples]
-    keys: list[Hashable] = [("alone", n) for n in range(len(examples))]
+    keys: list[Hashable | None] = [None] * len(examples)  # None: read alone
     by_group: dict[str, list[int]] = {}
     for n, example in enumerate(examples):
         by_group.setdefault(example.group, []).append(n)
@@ -167,8 +167,8 @@ def _predict_in_documents(
                 sections.append(passage.section if use_sections else "")
                 keys.append(group)
     # Examples whose document is not there are read alone, without `documents`.
-    alone = [n for n, key in enumerate(keys) if isinstance(key, tuple)]
-    rest = [n for n, key in enumerate(keys) if not isinstance(key, tuple)]
+    alone = [n for n, key in enumerate(keys) if key is None]
+    rest = [n for n, key in enumerate(keys) if key is not None]
     predictions: list[TopicPrediction | None] = [None] * len(texts)
     for rows, documents in ((alone, None), (rest, [keys[n] for n in rest])):
         if rows:

@@ -459,11 +459,9 @@ def document_contexts(
     for i, example in enumerate(examples):
         rows_of.setdefault(example.group, []).append(i)
     for group, rows in rows_of.items():
-        if not (corpus / group).is_file():
-            continue
         try:
             passages = _document_passages(corpus, group)
-        except DocumentReadError:
+        except DocumentReadError:  # not there, or not readable: read alone
             continue
         if len(passages) > 1:
             contexts[rows] = np.asarray(embed(passages), dtype=np.float32).mean(axis=0)
@@ -1245,17 +1243,12 @@ def _fit_linear(
     embedding: EmbeddingBlock | None = None,
     own: np.ndarray | None = None,
     context: np.ndarray | None = None,
-    picked: np.ndarray | None = None,
 ) -> TopicClassifier:
-    """Fit the logistic regression on `rows`; `own` and `context` are the passage and document
-    vectors of all the training rows, of which `picked` (default: all) are these `rows`."""
+    """Fit the logistic regression on `rows`; `own` and `context` are their passage and
+    document vectors, as `EmbeddingBlock.matrix` reads them."""
     from sklearn.linear_model import LogisticRegression
 
-    dense = None
-    if embedding is not None and own is not None:
-        if picked is not None:
-            own, context = own[picked], (None if context is None else context[picked])
-        dense = embedding.matrix(own, context)
+    dense = embedding.matrix(own, context) if embedding is not None and own is not None else None
     matrix = _features(blocks, rows.texts, rows.tokens, rows.sections, dense)
     targets = np.array([TOPICS.index(label) for label in rows.labels])
     model = LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
@@ -1419,6 +1412,11 @@ class _TrainingRows:
         )
 
 
+def _vectors_at(indices: np.ndarray, *vectors: np.ndarray | None) -> tuple[np.ndarray | None, ...]:
+    """The rows at `indices` of each array of vectors (None stays None)."""
+    return tuple(None if array is None else array[indices] for array in vectors)
+
+
 def _fit_head(
     blocks: Sequence[FeatureBlock],
     rows: _TrainingRows,
@@ -1442,14 +1440,11 @@ def _fit_head(
     for train, test in splitter.split(rows.texts, targets, rows.groups):
         fold = rows.subset(train)
         fold_blocks = _fit_blocks(features, fold.texts, fold.tokens, fold.sections)
-        model = _fit_linear(fold_blocks, fold, c, embedding, own, context, train)
+        model = _fit_linear(fold_blocks, fold, c, embedding, *_vectors_at(train, own, context))
         held = rows.subset(test)
+        held_own, held_context = _vectors_at(test, own, context)
         logits[test] = model.decision_function(
-            held.texts,
-            held.tokens,
-            held.sections,
-            own[test] if own is not None else None,
-            context=context[test] if context is not None else None,
+            held.texts, held.tokens, held.sections, held_own, context=held_context
         )
     head.temperature = _fit_temperature(logits, targets)
     return head

@@ -39,6 +39,10 @@ def test_filtered_flat_search_equals_brute_force():
     np.testing.assert_array_equal(found, ref_ids)
 
 
+def _recall(found, exact, k):
+    return np.mean([len(set(a) & set(b)) / k for a, b in zip(found, exact, strict=True)])
+
+
 def _clustered(n, seed):
     # Embeddings of real text cluster by topic; uniform random vectors would not.
     rng = np.random.default_rng(seed)
@@ -53,8 +57,7 @@ def test_approximate_indexes_find_most_exact_neighbours(kind):
     ids = np.arange(3000, dtype=np.int64)
     _, exact = _brute_force(vectors, ids, queries, 10)
     _, found = search_dense(build_dense(vectors, ids, kind), queries, 10)
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact, strict=True)])
-    assert recall >= 0.8
+    assert _recall(found, exact, 10) >= 0.8
 
 
 @pytest.mark.parametrize("kind", ["sq8", "fastscan"])
@@ -75,8 +78,7 @@ def test_quantised_scans_return_exact_scores_of_nearly_every_exact_neighbour(kin
     ids = np.arange(3000, dtype=np.int64)
     ref_scores, exact = _brute_force(vectors, ids, queries, 50)
     scores, found = search_dense(build_dense(vectors, ids, kind), queries, 50)
-    recall = np.mean([len(set(a) & set(b)) / 50 for a, b in zip(found, exact, strict=True)])
-    assert recall >= 0.99
+    assert _recall(found, exact, 50) >= 0.99
     # The candidates are rescored against the float vectors: exact inner products.
     np.testing.assert_allclose(scores, np.sum(vectors[found] * queries[:, None], axis=2), atol=1e-5)
 
@@ -89,8 +91,7 @@ def test_filtered_approximate_search_keeps_to_the_allowed_ids(kind):
     _, exact = _brute_force(vectors, ids, queries, 10, allowed)
     _, found = search_dense(build_dense(vectors, ids, kind), queries, 10, allowed)
     assert set(found[found >= 0].tolist()) <= set(allowed.tolist())
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact, strict=True)])
-    assert recall >= 0.8
+    assert _recall(found, exact, 10) >= 0.8
 
 
 def test_auto_kind_switches_with_size_and_rejects_unknown():
