@@ -10,6 +10,7 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache, partial
 from pathlib import Path
@@ -40,6 +41,9 @@ from nlp.reader import ManifestTitles, ReadFailure, iter_files
 from nlp.segment import BackgroundSegmenter, BatchScorer, SegmentedDocument, lexical_terms
 
 EMBED_BATCH_PASSAGES = 256
+# The first batch is this small, and each next one twice the one before up to the above, so
+# that the encoder starts early instead of waiting for a full batch to be segmented.
+FIRST_EMBED_PASSAGES = 32
 # With segmenting processes, this many files per process are handed to them ahead of the one
 # being embedded and stored, so that they never wait for the indexing process.
 SEGMENT_AHEAD_FILES = 4
@@ -256,13 +260,27 @@ def _apply_files(
     segmenter: BackgroundSegmenter,
     progress: Callable[[int, int], None] | None,
 ) -> None:
+    with ThreadPoolExecutor(1, thread_name_prefix="vnsearch-embed") as pool:
+        batches = _EmbeddingPipeline(conn, embedder, classifier, report, pool)
+        _feed_files(conn, files, report, segmenter, progress, batches)
+
+
+def _feed_files(
+    conn: sqlite3.Connection,
+    files: list[str],
+    report: IndexReport,
+    segmenter: BackgroundSegmenter,
+    progress: Callable[[int, int], None] | None,
+    batches: _EmbeddingPipeline,
+) -> None:
+    """Read, split and segment each changed file and hand whole documents to `batches`."""
     titles = ManifestTitles()
     pending: list[_PendingDocument] = []
     pending_passages = 0
     # Changed files handed to the segmenting processes (read, split, segmented, scored there)
     # ahead of the one being embedded and stored; none ahead without such processes.
-    in_flight: deque[tuple[str, str, str, Callable[[], SegmentedDocument]]] = deque()
     ahead = SEGMENT_AHEAD_FILES * segmenter.workers
+    in_flight: deque[tuple[str, str, str, Callable[[], SegmentedDocument]]] = deque()
     for done, path in enumerate(files, start=1):
         key = os.path.abspath(path)
         try:
@@ -289,34 +307,88 @@ def _apply_files(
             ids = passage_ids(key, document.passages)
             pending.append(_PendingDocument(key, name, sha, document, ids))
             pending_passages += len(ids)
-            if pending_passages >= EMBED_BATCH_PASSAGES:
-                _store_documents(conn, pending, embedder, classifier, report)
+            if pending_passages >= batches.wanted():
+                batches.submit(pending)
                 pending, pending_passages = [], 0
         if progress is not None:
             progress(done, len(files))
     if pending:
-        _store_documents(conn, pending, embedder, classifier, report)
+        batches.submit(pending)
+    batches.close()
+
+
+class _EmbeddingPipeline:
+    """Embeds one batch of documents in a background thread while this thread goes on.
+
+    The encoder (ONNX Runtime or torch) leaves Python while it computes, so reading and
+    segmenting the next files, tagging and storing the batch before run beside it instead of
+    between its batches. At most one batch waits to be stored; embedding stays in file order.
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        embedder: PassageEmbedder,
+        classifier: PassageClassifier | None,
+        report: IndexReport,
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        self.conn, self.embedder, self.classifier, self.report = conn, embedder, classifier, report
+        self.pool = pool
+        self.waiting: tuple[list[_PendingDocument], dict, list[int], Future | None] | None = None
+        self.submitted = 0
+
+    def wanted(self) -> int:
+        """Passages to gather before the next batch is submitted."""
+        return min(EMBED_BATCH_PASSAGES, FIRST_EMBED_PASSAGES << min(self.submitted, 16))
+
+    def submit(self, pending: list[_PendingDocument]) -> None:
+        """Start embedding `pending`, then store the batch before it."""
+        ids = [i for doc in pending for i in doc.ids]
+        passages = [p for doc in pending for p in doc.document.passages]
+        known = _stored_vectors(self.conn, ids, self.embedder.dim)
+        missing = [n for n, pid in enumerate(ids) if pid not in known]
+        inputs = [passage_input(passages[n].text, passages[n].section) for n in missing]
+        future = self.pool.submit(self.embedder.embed_passages, inputs) if missing else None
+        self._store_waiting()
+        self.waiting = (pending, known, missing, future)
+        self.submitted += 1
+
+    def close(self) -> None:
+        """Store the last batch."""
+        self._store_waiting()
+
+    def _store_waiting(self) -> None:
+        if self.waiting is None:
+            return
+        pending, known, missing, future = self.waiting
+        self.waiting = None
+        fresh = future.result() if future is not None else None
+        _store_documents(
+            self.conn, pending, known, missing, fresh, self.classifier, self.embedder, self.report
+        )
 
 
 def _store_documents(
     conn: sqlite3.Connection,
     pending: list[_PendingDocument],
-    embedder: PassageEmbedder,
+    known: dict[str, np.ndarray],
+    missing: list[int],
+    fresh: np.ndarray | None,
     classifier: PassageClassifier | None,
+    embedder: PassageEmbedder,
     report: IndexReport,
 ) -> None:
-    """Embed, tag and store a batch of segmented documents; the classifier reads the text
-    logits the segmenting processes computed, when they did."""
+    """Tag and store a batch of segmented documents, given the vectors already stored for
+    some of their passages (`known`) and those just computed for the others (`fresh`, one per
+    index in `missing`); the classifier reads the text logits the segmenting processes
+    computed, when they did."""
     passages = [p for doc in pending for p in doc.document.passages]
     ids = [i for doc in pending for i in doc.ids]
     tokens = [t for doc in pending for t in doc.document.tokens]
     texts = [p.text for p in passages]
     scored = [doc.document.scores for doc in pending]
     text_logits = np.concatenate(scored) if all(s is not None for s in scored) else None
-    known = _stored_vectors(conn, ids, embedder.dim)
-    missing = [i for i, pid in enumerate(ids) if pid not in known]
-    inputs = [passage_input(passages[i].text, passages[i].section) for i in missing]
-    fresh = embedder.embed_passages(inputs) if missing else None
     report.passages_embedded += len(missing)
     vectors = [known.get(pid) for pid in ids]
     for j, i in enumerate(missing):

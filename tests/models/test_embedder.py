@@ -223,6 +223,19 @@ def test_fingerprint_is_stable_across_loads(e5, model_dir):
     assert re.fullmatch(r"[0-9a-f]{16}", e5.fingerprint)
 
 
+def test_onnx_batches_run_side_by_side_and_keep_input_order(e5_onnx, passages):
+    texts = passages[:12]
+    # One text per call: the single-batch path (one session across every core).
+    one_by_one = np.stack([e5_onnx.embed_passages([text])[0] for text in texts])
+    original = e5_onnx.batch_size
+    e5_onnx.batch_size = 1  # twelve batches of one text: single-threaded runs side by side
+    try:
+        together = e5_onnx.embed_passages(texts)
+    finally:
+        e5_onnx.batch_size = original
+    np.testing.assert_allclose(together, one_by_one, atol=1e-4)
+
+
 def test_onnx_and_torch_share_the_model_fingerprint(e5, e5_onnx):
     # Indexes built with one backend stay searchable with the other.
     assert e5_onnx.fingerprint == e5.fingerprint
