@@ -10,6 +10,7 @@ import pytest
 from index.indexer import index_paths
 from index.search import Searcher
 from index.store import read_manifest
+from nlp.errors import ModelError
 
 
 @pytest.fixture()
@@ -93,6 +94,38 @@ def test_killing_the_indexer_mid_write_keeps_the_old_index(tmp_path, docs, embed
     rerun = index_paths([docs], root, embedder)
     assert rerun.files_indexed == 1 and rerun.files_skipped == 1
     assert not list(root.glob("gen-*.tmp"))
+
+
+class _FailingEmbedder:
+    """Delegates to the real embedder, and fails on its `fail_on`-th call."""
+
+    def __init__(self, embedder, fail_on: int) -> None:
+        self.inner, self.fail_on, self.calls = embedder, fail_on, 0
+        self.name, self.dim, self.fingerprint = embedder.name, embedder.dim, embedder.fingerprint
+
+    def embed_passages(self, texts):
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise ModelError("embedding failed: out of memory")
+        return self.inner.embed_passages(texts)
+
+
+def test_an_encoder_failure_in_the_background_keeps_the_old_index(tmp_path, docs, embedder):
+    root = tmp_path / "idx"
+    law = next(docs.glob("Luat-*"))
+    index_paths([law], root, embedder)
+    old = Searcher(root, embedder).search("tham nhũng", k=3).to_json()
+    report = next(docs.glob("hai-duong*"))
+    shutil.copy(report, docs / "copy-of-the-report.txt")
+    failing = _FailingEmbedder(embedder, fail_on=2)
+    # The first new file is embedded and waits to be stored while the second batch fails.
+    with pytest.raises(ModelError, match="out of memory"):
+        index_paths([docs], root, failing)
+    assert failing.calls == 2
+    assert read_manifest(root).generation == 1
+    assert Searcher(root, embedder).search("tham nhũng", k=3).to_json() == old
+    again = index_paths([docs], root, embedder)
+    assert again.files_indexed == 2 and again.files_skipped == 1
 
 
 def test_second_writer_is_refused(tmp_path, docs, embedder):
