@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import glob
 import importlib.util
 import json
@@ -41,6 +42,8 @@ MAX_BODY_BYTES = 1 << 20
 MAX_FILTER_CHARS = 300
 MAX_CONTEXT = 20
 RELOAD_INTERVAL_S = 1.0
+# Searched once when an index is loaded, so that the first user's search finds it warm.
+WARM_UP_QUERY = "kỷ luật đảng viên"
 
 Mode = Literal[MODES]
 Topic = Literal[TOPICS]
@@ -102,6 +105,7 @@ class Services:
             self._next_reload = now + self.reload_interval
             if self.searcher.reload_if_changed():
                 log.info("now serving index generation %d", self.searcher.manifest.generation)
+                self.settle()
             self._reload_error = None
         except (VnsearchError, OSError) as exc:
             if str(exc) != self._reload_error:
@@ -109,6 +113,24 @@ class Services:
             self._reload_error = str(exc)
         finally:
             self._reload_lock.release()
+
+    def settle(self) -> None:
+        """Warm the search path, then take what is loaded out of the garbage collector's scans.
+
+        The index and models live as long as the service. Left in the collected generations,
+        they made the first collections after start take up to 50 ms, inside requests: the
+        slowest searches of a fresh server (eval/RESULTS.md). A first search builds what
+        searching builds lazily; `gc.freeze` then moves every live object to a generation the
+        collector never scans (objects are still freed when nothing refers to them). After a
+        reload the previous index's objects are unfrozen and collected first.
+        """
+        try:
+            self.searcher.search(WARM_UP_QUERY, k=1)
+        except VnsearchError as exc:  # e.g. a lexical-only searcher; nothing to warm then
+            log.debug("warm-up search skipped: %s", exc)
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
 
     def classify(self, texts: list[str]) -> list[Any]:
         """Predict topics, one call at a time: the word segmenter is not known to be thread-safe."""
@@ -165,10 +187,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from api.loading import load_classifier, open_searcher
 
-        if services.searcher is None:
+        loaded = services.searcher is None
+        if loaded:
             services.searcher = open_searcher(index_dir, model, device)
         if services.classifier is None:
             services.classifier = load_classifier(topic_model)
+        if loaded:  # a searcher passed in is the caller's to manage
+            services.settle()
         yield
 
     app = FastAPI(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -10,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import api.loading
-from api.app import create_app
+from api.app import WARM_UP_QUERY, create_app
 from api.schemas import MAX_CLASSIFY_CHARS, MAX_CLASSIFY_TEXTS
 from index.search import MAX_K, MAX_OFFSET, MAX_QUERY_CHARS, MODES, TOPICS
 from nlp.errors import IndexError_, InvalidInputError
@@ -479,6 +480,51 @@ def test_models_load_once_at_start_up(monkeypatch, searcher, classifier):
         c.get("/search", params={"q": "đảng viên"})
         c.post("/classify", json={"texts": ["đảng viên"]})
     assert calls == {"searcher": 1, "classifier": 1}
+
+
+class WarmingStub(StubSearcher):
+    """A stand-in that records searches and reports one new generation on request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.searches: list[str] = []
+        self.new_generation = False
+
+    def reload_if_changed(self) -> bool:
+        super().reload_if_changed()
+        found, self.new_generation = self.new_generation, False
+        return found
+
+    def search(self, query, *args, **kwargs):
+        self.searches.append(query)
+        return SimpleNamespace(to_json=lambda: {"query": query, "hits": []})
+
+
+def test_a_loaded_index_is_warmed_and_kept_out_of_the_collectors_scans(
+    monkeypatch, classifier, small_index
+):
+    stub = WarmingStub()
+    monkeypatch.setattr(api.loading, "open_searcher", lambda index, model=None, device=None: stub)
+    monkeypatch.setattr(api.loading, "load_classifier", lambda model_dir=None: classifier)
+    gc.unfreeze()
+    try:
+        with TestClient(create_app(small_index, reload_interval=0)) as c:
+            assert stub.searches == [WARM_UP_QUERY]
+            assert gc.get_freeze_count() > 0
+            c.get("/health")
+            assert len(stub.searches) == 1  # no new generation: nothing to warm
+            gc.unfreeze()
+            stub.new_generation = True
+            c.get("/health")
+            assert len(stub.searches) == 2 and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+def test_a_searcher_passed_in_is_not_searched_at_start(classifier):
+    stub = WarmingStub()
+    with TestClient(create_app(searcher=stub, classifier=classifier)):
+        assert stub.searches == []
 
 
 def test_create_app_refuses_a_missing_index(tmp_path):
