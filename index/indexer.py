@@ -44,6 +44,9 @@ EMBED_BATCH_PASSAGES = 256
 # The first batch is this small, and each next one twice the one before up to the above, so
 # that the encoder starts early instead of waiting for a full batch to be segmented.
 FIRST_EMBED_PASSAGES = 32
+# A document of at least this many passages, read in this process, is embedded before its
+# words are segmented (one long report would otherwise be segmented while the encoder waits).
+EARLY_EMBED_PASSAGES = 64
 # With segmenting processes, this many files per process are handed to them ahead of the one
 # being embedded and stored, so that they never wait for the indexing process.
 SEGMENT_AHEAD_FILES = 4
@@ -290,7 +293,12 @@ def _feed_files(
                 report.files_skipped += 1
             else:
                 in_flight.append(
-                    (key, str(path), sha, segmenter.submit(path, titles.title_for(path)))
+                    (
+                        key,
+                        str(path),
+                        sha,
+                        segmenter.submit(path, titles.title_for(path), partial(batches.early, key)),
+                    )
                 )
         except OSError as exc:
             report.files_failed.append(ReadFailure(path=str(path), error=str(exc.strerror)))
@@ -317,12 +325,32 @@ def _feed_files(
     batches.close()
 
 
+@dataclass
+class _Embedding:
+    """The vectors of some passages: those already stored, and a future for the others."""
+
+    ids: list[str]
+    known: dict[str, np.ndarray]
+    missing: list[int]
+    future: Future | None
+
+    def vectors(self) -> list[np.ndarray]:
+        """Wait for the computed vectors; return one vector per id, in order."""
+        fresh = self.future.result() if self.future is not None else None
+        vectors = [self.known.get(pid) for pid in self.ids]
+        for j, n in enumerate(self.missing):
+            vectors[n] = fresh[j]
+        return vectors
+
+
 class _EmbeddingPipeline:
-    """Embeds one batch of documents in a background thread while this thread goes on.
+    """Embeds documents in a background thread while this thread goes on.
 
     The encoder (ONNX Runtime or torch) leaves Python while it computes, so reading and
     segmenting the next files, tagging and storing the batch before run beside it instead of
     between its batches. At most one batch waits to be stored; embedding stays in file order.
+    A long document read in this process is embedded as soon as it is split (`early`), before
+    its words are segmented, since embedding needs only its passages' text.
     """
 
     def __init__(
@@ -335,64 +363,77 @@ class _EmbeddingPipeline:
     ) -> None:
         self.conn, self.embedder, self.classifier, self.report = conn, embedder, classifier, report
         self.pool = pool
-        self.waiting: tuple[list[_PendingDocument], dict, list[int], Future | None] | None = None
+        self.waiting: tuple[list[_PendingDocument], list[_Embedding]] | None = None
         self.submitted = 0
+        self._early: dict[str, _Embedding] = {}
 
     def wanted(self) -> int:
         """Passages to gather before the next batch is submitted."""
         return min(EMBED_BATCH_PASSAGES, FIRST_EMBED_PASSAGES << min(self.submitted, 16))
 
+    def early(self, key: str, passages: list[Passage]) -> None:
+        """Start embedding a long document (key `key`) before it is segmented."""
+        if len(passages) >= EARLY_EMBED_PASSAGES:
+            self._early[key] = self._start(passage_ids(key, passages), passages)
+
     def submit(self, pending: list[_PendingDocument]) -> None:
-        """Start embedding `pending`, then store the batch before it."""
-        ids = [i for doc in pending for i in doc.ids]
-        passages = [p for doc in pending for p in doc.document.passages]
-        known = _stored_vectors(self.conn, ids, self.embedder.dim)
-        missing = [n for n, pid in enumerate(ids) if pid not in known]
-        inputs = [passage_input(passages[n].text, passages[n].section) for n in missing]
-        future = self.pool.submit(self.embedder.embed_passages, inputs) if missing else None
+        """Start embedding `pending` (what was not started early), then store the batch before."""
+        parts = [self._early.pop(doc.key, None) for doc in pending]
+        rest = [doc for doc, part in zip(pending, parts, strict=True) if part is None]
+        if rest:
+            ids = [i for doc in rest for i in doc.ids]
+            together = self._start(ids, [p for doc in rest for p in doc.document.passages])
+            parts = [part or together for part in parts]
         self._store_waiting()
-        self.waiting = (pending, known, missing, future)
+        self.waiting = (pending, parts)
         self.submitted += 1
 
     def close(self) -> None:
         """Store the last batch."""
         self._store_waiting()
 
+    def _start(self, ids: list[str], passages: Sequence[Passage]) -> _Embedding:
+        known = _stored_vectors(self.conn, ids, self.embedder.dim)
+        missing = [n for n, pid in enumerate(ids) if pid not in known]
+        inputs = [passage_input(passages[n].text, passages[n].section) for n in missing]
+        future = self.pool.submit(self.embedder.embed_passages, inputs) if missing else None
+        return _Embedding(ids, known, missing, future)
+
     def _store_waiting(self) -> None:
         if self.waiting is None:
             return
-        pending, known, missing, future = self.waiting
+        pending, parts = self.waiting
         self.waiting = None
-        fresh = future.result() if future is not None else None
-        _store_documents(
-            self.conn, pending, known, missing, fresh, self.classifier, self.embedder, self.report
-        )
+        vectors: list[np.ndarray] = []
+        results: dict[int, list[np.ndarray]] = {}  # a part shared by several documents: once
+        used: dict[int, int] = {}
+        for doc, part in zip(pending, parts, strict=True):
+            if id(part) not in results:
+                results[id(part)] = part.vectors()
+                used[id(part)] = 0
+                self.report.passages_embedded += len(part.missing)
+            start = used[id(part)]
+            vectors.extend(results[id(part)][start : start + len(doc.ids)])
+            used[id(part)] = start + len(doc.ids)
+        _store_documents(self.conn, pending, vectors, self.classifier, self.embedder, self.report)
 
 
 def _store_documents(
     conn: sqlite3.Connection,
     pending: list[_PendingDocument],
-    known: dict[str, np.ndarray],
-    missing: list[int],
-    fresh: np.ndarray | None,
+    vectors: list[np.ndarray],
     classifier: PassageClassifier | None,
     embedder: PassageEmbedder,
     report: IndexReport,
 ) -> None:
-    """Tag and store a batch of segmented documents, given the vectors already stored for
-    some of their passages (`known`) and those just computed for the others (`fresh`, one per
-    index in `missing`); the classifier reads the text logits the segmenting processes
-    computed, when they did."""
+    """Tag and store a batch of segmented documents with their passages' vectors (in order);
+    the classifier reads the text logits the segmenting processes computed, when they did."""
     passages = [p for doc in pending for p in doc.document.passages]
     ids = [i for doc in pending for i in doc.ids]
     tokens = [t for doc in pending for t in doc.document.tokens]
     texts = [p.text for p in passages]
     scored = [doc.document.scores for doc in pending]
     text_logits = np.concatenate(scored) if all(s is not None for s in scored) else None
-    report.passages_embedded += len(missing)
-    vectors = [known.get(pid) for pid in ids]
-    for j, i in enumerate(missing):
-        vectors[i] = fresh[j]
     topics: list = [None] * len(passages)
     if classifier is not None:
         # The classifier reads the passage vectors too; reuse them when they come from its model.

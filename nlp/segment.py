@@ -132,9 +132,14 @@ class SegmentedDocument:
 
 
 def read_and_segment(
-    path: str, title: str | None = None, score: BatchScorer | None = None
+    path: str,
+    title: str | None = None,
+    score: BatchScorer | None = None,
+    on_split: Callable[[list[Passage]], None] | None = None,
 ) -> SegmentedDocument:
     """Read `path`, split it into passages and segment them (what a worker does per file).
+
+    `on_split`, when given, is called with the passages before they are segmented.
 
     Raises:
         DocumentReadError: The file cannot be read, or holds no paragraphs of text.
@@ -142,6 +147,8 @@ def read_and_segment(
     passages = split_passages(read_document(path, title=title))
     if not passages:
         raise DocumentReadError(path, "no paragraphs of text found")
+    if on_split is not None:
+        on_split(passages)
     texts = [p.text for p in passages]
     tokens = _segment_chunk(texts)
     scores = score(texts, tokens, [p.section for p in passages]) if score else None
@@ -183,10 +190,19 @@ class BackgroundSegmenter:
                 initargs=(os.getpid(),),
             )
 
-    def submit(self, path: str, title: str | None = None) -> Callable[[], SegmentedDocument]:
-        """Start reading and segmenting `path`; call the result to get the document."""
+    def submit(
+        self,
+        path: str,
+        title: str | None = None,
+        on_split: Callable[[list[Passage]], None] | None = None,
+    ) -> Callable[[], SegmentedDocument]:
+        """Start reading and segmenting `path`; call the result to get the document.
+
+        `on_split` is called with the passages before they are segmented, by documents read
+        in this process (`workers=0`) only.
+        """
         if self._pool is None:
-            return lambda: read_and_segment(path, title)
+            return lambda: read_and_segment(path, title, on_split=on_split)
         return self._pool.submit(read_and_segment, path, title, self.score).result
 
     def close(self) -> None:

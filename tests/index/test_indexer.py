@@ -128,6 +128,62 @@ def test_an_encoder_failure_in_the_background_keeps_the_old_index(tmp_path, docs
     assert again.files_indexed == 2 and again.files_skipped == 1
 
 
+def test_long_documents_are_embedded_before_they_are_segmented(
+    tmp_path, docs, embedder, monkeypatch
+):
+    import index.indexer as indexer
+
+    started = []
+    original_start = indexer._EmbeddingPipeline._start
+
+    def recording_start(self, ids, passages):
+        started.append(len(ids))
+        return original_start(self, ids, passages)
+
+    late = index_paths([docs], tmp_path / "late", embedder, segment_workers=0)
+    monkeypatch.setattr(indexer._EmbeddingPipeline, "_start", recording_start)
+    monkeypatch.setattr(indexer, "EARLY_EMBED_PASSAGES", 20)
+    early = index_paths([docs], tmp_path / "early", embedder, segment_workers=0)
+    # Each fixture document is long enough: each was started on its own, before segmenting.
+    assert sorted(started) == sorted(len(p) for p in _passages_by_document(tmp_path / "early"))
+    assert early.passages_embedded == late.passages_embedded == late.passages
+    vectors = {name: _stored_vectors(tmp_path / name) for name in ("early", "late")}
+    assert vectors["early"].keys() == vectors["late"].keys()
+    for pid, vector in vectors["early"].items():  # int8 vectors depend a little on the batch
+        assert float(vector @ vectors["late"][pid]) > 0.99
+
+    report = next(docs.glob("hai-duong*"))
+    text = report.read_text(encoding="utf-8")
+    report.write_text(text.replace("thi hành kỷ luật 151", "thi hành kỷ luật 152"), "utf-8")
+    changed = index_paths([docs], tmp_path / "early", embedder, segment_workers=0)
+    assert (changed.files_indexed, changed.passages_embedded) == (1, 1)
+
+
+def _stored_rows(root) -> list[tuple[int, str, bytes]]:
+    """(document id, passage id, vector bytes) of every stored passage, by document."""
+    import sqlite3
+
+    from index.store import generation_dir
+
+    folder = generation_dir(root, read_manifest(root).generation)
+    with sqlite3.connect(folder / "passages.db") as db:
+        query = "SELECT doc_id, passage_id, vector FROM passages ORDER BY doc_id, id"
+        return db.execute(query).fetchall()
+
+
+def _passages_by_document(root) -> list[list[str]]:
+    by_document: dict[int, list[str]] = {}
+    for doc_id, pid, _ in _stored_rows(root):
+        by_document.setdefault(doc_id, []).append(pid)
+    return list(by_document.values())
+
+
+def _stored_vectors(root) -> dict:
+    import numpy as np
+
+    return {pid: np.frombuffer(blob, dtype=np.float32) for _, pid, blob in _stored_rows(root)}
+
+
 def test_second_writer_is_refused(tmp_path, docs, embedder):
     from index.store import writer_lock
     from nlp.errors import IndexError_
