@@ -263,9 +263,12 @@ def _apply_files(
     segmenter: BackgroundSegmenter,
     progress: Callable[[int, int], None] | None,
 ) -> None:
-    with ThreadPoolExecutor(1, thread_name_prefix="vnsearch-embed") as pool:
+    pool = ThreadPoolExecutor(1, thread_name_prefix="vnsearch-embed")
+    try:
         batches = _EmbeddingPipeline(conn, embedder, classifier, report, pool)
         _feed_files(conn, files, report, segmenter, progress, batches)
+    finally:  # on an error or Ctrl-C, embeddings not yet started are dropped
+        pool.shutdown(cancel_futures=True)
 
 
 def _feed_files(
@@ -333,14 +336,18 @@ class _Embedding:
     known: dict[str, np.ndarray]
     missing: list[int]
     future: Future | None
+    _vectors: list[np.ndarray] | None = None
+    _taken: int = 0
 
-    def vectors(self) -> list[np.ndarray]:
-        """Wait for the computed vectors; return one vector per id, in order."""
-        fresh = self.future.result() if self.future is not None else None
-        vectors = [self.known.get(pid) for pid in self.ids]
-        for j, n in enumerate(self.missing):
-            vectors[n] = fresh[j]
-        return vectors
+    def take(self, count: int) -> list[np.ndarray]:
+        """Return the next `count` vectors, in order; the first call waits for the encoder."""
+        if self._vectors is None:
+            fresh = self.future.result() if self.future is not None else None
+            self._vectors = [self.known.get(pid) for pid in self.ids]
+            for j, n in enumerate(self.missing):
+                self._vectors[n] = fresh[j]
+        self._taken += count
+        return self._vectors[self._taken - count : self._taken]
 
 
 class _EmbeddingPipeline:
@@ -397,6 +404,7 @@ class _EmbeddingPipeline:
         missing = [n for n, pid in enumerate(ids) if pid not in known]
         inputs = [passage_input(passages[n].text, passages[n].section) for n in missing]
         future = self.pool.submit(self.embedder.embed_passages, inputs) if missing else None
+        self.report.passages_embedded += len(missing)
         return _Embedding(ids, known, missing, future)
 
     def _store_waiting(self) -> None:
@@ -404,17 +412,13 @@ class _EmbeddingPipeline:
             return
         pending, parts = self.waiting
         self.waiting = None
-        vectors: list[np.ndarray] = []
-        results: dict[int, list[np.ndarray]] = {}  # a part shared by several documents: once
-        used: dict[int, int] = {}
-        for doc, part in zip(pending, parts, strict=True):
-            if id(part) not in results:
-                results[id(part)] = part.vectors()
-                used[id(part)] = 0
-                self.report.passages_embedded += len(part.missing)
-            start = used[id(part)]
-            vectors.extend(results[id(part)][start : start + len(doc.ids)])
-            used[id(part)] = start + len(doc.ids)
+        # Each document takes its vectors from its own early part or, in order, from the part
+        # the batch's other documents share.
+        vectors = [
+            vector
+            for doc, part in zip(pending, parts, strict=True)
+            for vector in part.take(len(doc.ids))
+        ]
         _store_documents(self.conn, pending, vectors, self.classifier, self.embedder, self.report)
 
 
