@@ -529,9 +529,14 @@ def _finish_generation(
         vectors = np.stack([np.frombuffer(row["vector"], dtype=np.float32) for row in rows])
     else:
         vectors = np.zeros((0, dim), dtype=np.float32)
-    save_dense(build_dense(vectors, rowids, kind), folder / "dense.faiss")
-    LexicalIndex.build([lexical_terms(t) for t in token_lists], rowids).save(folder / "lexical")
-    DiacriticRestorer.build(token_lists).save(folder / "restore.json")
-    save_copies(folder / COPIES_FILE, first_copies(conn))
+    # FAISS builds outside Python, so the dense index is built beside the lexical ones.
+    with ThreadPoolExecutor(1, thread_name_prefix="vnsearch-dense") as pool:
+        dense = pool.submit(
+            lambda: save_dense(build_dense(vectors, rowids, kind), folder / "dense.faiss")
+        )
+        LexicalIndex.build([lexical_terms(t) for t in token_lists], rowids).save(folder / "lexical")
+        DiacriticRestorer.build(token_lists).save(folder / "restore.json")
+        save_copies(folder / COPIES_FILE, first_copies(conn))
+        dense.result()
     documents = conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
     return documents, len(rows), kind
