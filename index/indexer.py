@@ -38,7 +38,7 @@ from models.embedder import passage_input
 from nlp.errors import DocumentReadError
 from nlp.paragraphs import Passage
 from nlp.reader import ManifestTitles, ReadFailure, iter_files
-from nlp.segment import BackgroundSegmenter, BatchScorer, SegmentedDocument, lexical_terms
+from nlp.segment import BackgroundSegmenter, BatchScorer, SegmentedDocument, token_terms
 
 EMBED_BATCH_PASSAGES = 256
 # The first batch is this small, and each next one twice the one before up to the above, so
@@ -534,7 +534,8 @@ def _finish_generation(
         dense = pool.submit(
             lambda: save_dense(build_dense(vectors, rowids, kind), folder / "dense.faiss")
         )
-        LexicalIndex.build([lexical_terms(t) for t in token_lists], rowids).save(folder / "lexical")
+        lexical = LexicalIndex.build_from_tokens(token_lists, rowids, token_terms)
+        lexical.save(folder / "lexical")
         DiacriticRestorer.build(token_lists).save(folder / "restore.json")
         save_copies(folder / COPIES_FILE, first_copies(conn))
         dense.result()

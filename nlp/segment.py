@@ -237,12 +237,13 @@ def lexical_terms(tokens: Sequence[str]) -> list[str]:
     """
     terms: list[str] = []
     for token in tokens:
-        terms.extend(_token_terms(token))
+        terms.extend(token_terms(token))
     return terms
 
 
 @lru_cache(maxsize=1 << 18)
-def _token_terms(token: str) -> tuple[str, ...]:
+def token_terms(token: str) -> tuple[str, ...]:
+    """Return the lexical-index terms of one segmented token (see `lexical_terms`)."""
     # A corpus repeats its words: caching per word made indexing's term pass several times
     # faster than working each occurrence out again.
     word = token.lower()
