@@ -47,8 +47,9 @@ class LexicalIndex:
         """Index one token list per passage, each token standing for the terms `terms_of` gives.
 
         bm25s gets term ids rather than strings, and each distinct token's ids are worked out
-        once. The BM25 columns are those of `build` on the terms (over the 83,329 passages of
-        the whole corpus, every column was identical), in about 60% of its time.
+        once. Over the 83,329 passages of the whole corpus every BM25 column was identical to
+        bm25s's own build from the term strings, and terms plus index took 3.2 s instead of
+        5.15 s (eval/RESULTS.md).
         """
         import bm25s
 
