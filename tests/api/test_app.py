@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 import api.loading
 from api.app import WARM_UP_QUERY, create_app
-from api.schemas import MAX_CLASSIFY_CHARS, MAX_CLASSIFY_TEXTS
+from api.schemas import MAX_CLASSIFY_CHARS, MAX_CLASSIFY_TEXTS, SearchOut
 from index.search import MAX_K, MAX_OFFSET, MAX_QUERY_CHARS, MODES, TOPICS
 from nlp.errors import IndexError_, InvalidInputError
 
@@ -48,6 +48,7 @@ def test_search_returns_the_cli_json_object(client, searcher):
     assert response.status_code == 200
     body = response.json()
     assert body == searcher.search("kỷ luật đảng viên", k=5).to_json()
+    assert SearchOut.model_validate(body).model_dump() == body  # the documented schema
     assert set(body) == {"query", "mode", "total", "hits"}
     assert set(body["hits"][0]) == {
         "rank",
