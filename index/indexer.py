@@ -390,7 +390,7 @@ class _EmbeddingPipeline:
         if rest:
             ids = [i for doc in rest for i in doc.ids]
             together = self._start(ids, [p for doc in rest for p in doc.document.passages])
-            parts = [part or together for part in parts]
+            parts = [together if part is None else part for part in parts]
         self._store_waiting()
         self.waiting = (pending, parts)
         self.submitted += 1
