@@ -41,6 +41,10 @@ GPU_BATCH_SIZE = 256
 # (600 party paragraphs under their headings, passages/s by batch size: 1: 153, 2: 167, 4: 183,
 # 8: 185, 16: 176, 32: 158, 64: 126), as padding and working sets shrink.
 ONNX_BATCH_SIZE = 8
+# A smaller padded-token budget per text suits it too: with 8 x 64 tokens instead of 8 x 128,
+# `python -m eval.bench_index --n 1000` went from 2.30x / 2.39x to 2.64x / 2.54x the raw fp32
+# throughput end to end (two runs each, alternating; eval/RESULTS.md).
+ONNX_TOKENS_PER_TEXT = 64
 CHARS_PER_TOKEN = 4
 TOKENIZER_THREADS = 4
 PAD_MULTIPLE = 16
@@ -614,6 +618,7 @@ class Embedder:
             else:
                 batch_size = ONNX_BATCH_SIZE if backend == "onnx" else 32
         self.batch_size = batch_size
+        self.tokens_per_text = ONNX_TOKENS_PER_TEXT if backend == "onnx" else TOKENS_PER_TEXT
         self.max_length = self._encoder.max_length
         if is_e5(self.name):
             self.prompts = dict(E5_PROMPTS)
@@ -674,7 +679,7 @@ class Embedder:
             return vectors
         try:
             lengths = self._encoder.token_counts(prompted)
-            max_tokens = self.batch_size * TOKENS_PER_TEXT
+            max_tokens = self.batch_size * self.tokens_per_text
             batches = length_batches(lengths, self.batch_size, max_tokens)
             done = self._encoder.encode_batches([[prompted[i] for i in b] for b in batches])
             for rows, batch_vectors in zip(batches, done, strict=True):

@@ -236,6 +236,31 @@ def test_onnx_batches_run_side_by_side_and_keep_input_order(e5_onnx, passages):
     np.testing.assert_allclose(together, one_by_one, atol=1e-4)
 
 
+def test_onnx_batches_hold_fewer_padded_tokens_than_torch_ones(e5, e5_onnx, passages, monkeypatch):
+    from models.embedder import ONNX_TOKENS_PER_TEXT, TOKENS_PER_TEXT
+
+    assert (e5_onnx.tokens_per_text, e5.tokens_per_text) == (ONNX_TOKENS_PER_TEXT, TOKENS_PER_TEXT)
+    assert ONNX_TOKENS_PER_TEXT < TOKENS_PER_TEXT
+    encoder = e5_onnx._encoder
+    seen: list[list[str]] = []
+    real = encoder.encode_batches
+
+    def recording(batches: list[list[str]]) -> list[np.ndarray]:
+        seen.extend(batches)
+        return real(batches)
+
+    monkeypatch.setattr(encoder, "encode_batches", recording)
+    e5_onnx.embed_passages(passages)
+    budget = e5_onnx.batch_size * ONNX_TOKENS_PER_TEXT
+    padded = [len(batch) * max(encoder.token_counts(batch)) for batch in seen]
+    assert all(n <= budget for n, batch in zip(padded, seen, strict=True) if len(batch) > 1)
+    # The budget, not batch_size, cut some batches short: the test is not vacuous.
+    assert any(len(batch) < e5_onnx.batch_size for batch in seen[:-1])
+    assert sorted(text for batch in seen for text in batch) == sorted(
+        "passage: " + text for text in passages
+    )
+
+
 def test_onnx_and_torch_share_the_model_fingerprint(e5, e5_onnx):
     # Indexes built with one backend stay searchable with the other.
     assert e5_onnx.fingerprint == e5.fingerprint
