@@ -20,10 +20,6 @@ BM25_B = 0.3
 NO_TERMS = "\u2205"
 
 
-def _itself(term: str) -> tuple[str]:
-    return (term,)
-
-
 class LexicalIndex:
     """BM25 over lexical terms; positions map to passage row ids through `rowids`."""
 
@@ -31,11 +27,6 @@ class LexicalIndex:
         self._retriever = retriever
         self.rowids = rowids
         self._position = {int(r): i for i, r in enumerate(rowids)}
-
-    @classmethod
-    def build(cls, terms: Sequence[Sequence[str]], rowids: np.ndarray) -> LexicalIndex:
-        """Index one term list per passage."""
-        return cls.build_from_tokens(terms, rowids, _itself)
 
     @classmethod
     def build_from_tokens(
