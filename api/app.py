@@ -187,13 +187,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from api.loading import load_classifier, open_searcher
 
-        loaded = services.searcher is None
-        if loaded:
-            services.searcher = open_searcher(index_dir, model, device)
         if services.classifier is None:
             services.classifier = load_classifier(topic_model)
-        if loaded:  # a searcher passed in is the caller's to manage
-            services.settle()
+        if services.searcher is None:  # a searcher passed in is the caller's to manage
+            services.searcher = open_searcher(index_dir, model, device)
+            services.settle()  # after the classifier, so that it is frozen too
         yield
 
     app = FastAPI(

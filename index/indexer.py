@@ -336,8 +336,8 @@ class _Embedding:
     known: dict[str, np.ndarray]
     missing: list[int]
     future: Future | None
-    _vectors: list[np.ndarray] | None = None
-    _taken: int = 0
+    _vectors: list[np.ndarray] | None = field(default=None, init=False, repr=False)
+    _taken: int = field(default=0, init=False, repr=False)
 
     def take(self, count: int) -> list[np.ndarray]:
         """Return the next `count` vectors, in order; the first call waits for the encoder."""
