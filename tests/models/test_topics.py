@@ -429,6 +429,10 @@ def test_feature_block_matches_sklearn_tfidf():
     assert np.allclose(block.transform(texts[:30]).toarray(), expected, atol=1e-5)
     held_out = reference.transform(texts[30:]).toarray()
     assert np.allclose(block.transform(texts[30:]).toarray(), held_out, atol=1e-5)
+    # Again with every word's n-gram ids cached, and with an empty document among them.
+    again = block.transform(["", *texts[30:]]).toarray()
+    assert not again[0].any()
+    assert np.allclose(again[1:], held_out, atol=1e-5)
 
 
 def test_document_context_adds_the_document_mean_logits():
