@@ -663,10 +663,16 @@ def document_means(
     """
     if len(documents) != len(rows):
         raise InvalidInputError(f"{len(documents)} document keys for {len(rows)} texts")
+    from scipy.sparse import csr_matrix
+
     keys: dict[Hashable, int] = {}
     index = np.array([keys.setdefault(key, len(keys)) for key in documents], dtype=np.int64)
-    sums = np.zeros((len(keys), rows.shape[1]), dtype=np.float64)
-    np.add.at(sums, index, rows)
+    # A documents x rows matrix of ones sums each document's rows (np.add.at took 8 ms per
+    # indexing batch of 300 passage vectors).
+    members = csr_matrix(
+        (np.ones(len(index)), (index, np.arange(len(index)))), shape=(len(keys), len(index))
+    )
+    sums = members @ np.asarray(rows, dtype=np.float64)
     counts = np.bincount(index, minlength=len(keys))
     return sums[index] / counts[index, None], counts[index] > 1
 
