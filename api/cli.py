@@ -358,15 +358,44 @@ def eval_classify(
     documents: Annotated[
         Path | None,
         typer.Option(
-            help="Corpus folder: classify each row whose `file` is there within its document, "
-            "as `vnsearch index` tags it (e.g. ../shared/corpus)."
+            help="Corpus folder: classify each row whose `file` is there within its document "
+            "and under its heading, as `vnsearch index` tags it. Default: ../shared/corpus "
+            "when it is there."
         ),
     ] = None,
+    alone: Annotated[
+        bool,
+        typer.Option(
+            "--alone", help="Classify every row alone, as given (as `vnsearch classify` does)."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Accuracy, macro-F1, per-class report and confusion matrix of the topic classifier."""
-    from eval.classify import evaluate, grouped_cross_validation, plot_confusion
+    """Accuracy, macro-F1, per-class report and confusion matrix of the topic classifier.
 
+    Rows whose `file` is in the corpus are read as the index tags them: within their document,
+    under their paragraph's heading. `--alone` reads each row by itself instead.
+    """
+    from eval.classify import evaluate, grouped_cross_validation, plot_confusion
+    from models.topics import DEFAULT_SHARED_DIR
+    from nlp.errors import InvalidInputError
+
+    if alone and documents is not None:
+        raise InvalidInputError("--alone reads rows without their documents; drop --documents")
+    if cv and documents is not None:
+        raise InvalidInputError(
+            "--cv reads every row alone; for the cross-validation within documents run "
+            "python -m eval.train_topics --mode documents"
+        )
+    if not cv and not data and model is None:
+        raise InvalidInputError(
+            "the shipped model was trained on the default labels: pass --data FILE.jsonl with "
+            "other rows, --model DIR for a model trained without them, or --cv N"
+        )
+    if documents is None and not alone and not cv and (DEFAULT_SHARED_DIR / "corpus").is_dir():
+        documents = DEFAULT_SHARED_DIR / "corpus"
+    if documents is not None and not documents.is_dir():
+        raise InvalidInputError(f"--documents {documents} is not a folder; pass the corpus")
     examples = _examples(data)
     if cv:
         result = grouped_cross_validation(examples, folds=cv)
@@ -379,7 +408,12 @@ def eval_classify(
         return
     typer.echo(
         f"n={result['n']} accuracy={result['accuracy']:.3f} macro-F1={result['macro_f1']:.3f}"
-        + (f" (read within their documents: {result['in_documents']})" if documents else "")
+        + (
+            f" ({result['in_documents']} read within their documents under {documents}, "
+            f"{result['n'] - result['in_documents']} alone)"
+            if documents is not None and not cv
+            else " (each row read alone)"
+        )
     )
     for label, row in result["per_class"].items():
         typer.echo(

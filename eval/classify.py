@@ -110,8 +110,9 @@ def evaluate(
             them; it embeds the texts itself otherwise).
         documents: A corpus folder: an example whose document (`group`, e.g.
             `party/x.md`) is a file there is classified within that document, beside all its
-            other paragraphs, as `vnsearch index` tags it (`predict(documents=...)`); the
-            others alone. None classifies every example alone.
+            other paragraphs, as `vnsearch index` tags it (`predict(documents=...)`), and
+            under its paragraph's heading there when it has no `section` of its own; the
+            others alone. None classifies every example alone, as given.
 
     Returns:
         The dict of `classification_metrics`, with `log_loss` and `"in_documents"` (how many
@@ -157,8 +158,11 @@ def _predict_in_documents(
         if not passages:
             continue
         labelled = {text_sha1(examples[n].text) for n in members}
+        headings = {text_sha1(passage.text): passage.section for passage in passages}
         for n in members:
             keys[n] = group
+            if use_sections and not sections[n]:  # as the index reads it: under its heading
+                sections[n] = headings.get(text_sha1(examples[n].text), "")
         within += len(members)
         # The document's other paragraphs join the batch; the labelled ones stand for theirs.
         for passage in passages:

@@ -171,3 +171,106 @@ def test_evaluate_reads_paragraphs_within_their_documents(dev_subset):
     assert within["in_documents"] == len(rows)  # the row without a file is read alone
     assert within["n"] == alone["n"] == len(rows) + 1
     assert within["log_loss"] != alone["log_loss"]  # the documents changed the scores
+
+
+class RecordingClassifier:
+    """Stands in for a TopicClassifier: records what `predict` was given, answers `other`."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], list[str], object]] = []
+
+    def predict(self, texts, tokens=None, sections=None, embeddings=None, documents=None):
+        self.calls.append((list(texts), list(sections), documents))
+        return [TopicPrediction("other", {t: 1 / len(TOPICS) for t in TOPICS}) for _ in texts]
+
+
+def _rows_with_headings(count: int) -> list[tuple[LabelledExample, str]]:
+    """Dev rows (which carry no section) whose paragraph sits under a heading in its file."""
+    from nlp.normalize import normalize_text
+    from nlp.paragraphs import split_passages
+    from nlp.reader import read_document
+
+    found = []
+    for example in load_labelled(DEV_LABELS):
+        passages = split_passages(read_document(SHARED / "corpus" / example.group))
+        headings = [p.section for p in passages if normalize_text(p.text) == example.text]
+        if headings and headings[0] and not example.section:
+            found.append((example, headings[0]))
+            if len(found) == count:
+                return found
+    raise AssertionError("too few dev rows under a heading")
+
+
+def test_evaluate_within_documents_reads_rows_under_their_headings():
+    rows = _rows_with_headings(3)
+    examples = [example for example, _ in rows]
+    classifier = RecordingClassifier()
+    result = evaluate(classifier, examples, documents=SHARED / "corpus")
+    [(texts, sections, documents)] = classifier.calls
+    assert result["in_documents"] == len(rows)
+    assert texts[: len(rows)] == [example.text for example in examples]
+    assert sections[: len(rows)] == [heading for _, heading in rows]
+    assert documents[: len(rows)] == [example.group for example in examples]
+    # Alone, a row is read as given: without a heading.
+    classifier.calls.clear()
+    evaluate(classifier, examples)
+    assert classifier.calls[0][1] == ["" for _ in rows]
+
+
+def _run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    import sys
+
+    import api.cli
+
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["vnsearch", *args])
+    with pytest.raises(SystemExit) as exited:
+        api.cli.main()
+    captured = capsys.readouterr()
+    return int(exited.value.code or 0), captured.out, captured.err
+
+
+def test_eval_classify_reads_rows_as_the_index_tags_them(monkeypatch, capsys, tmp_path):
+    import json
+
+    import api.cli
+
+    rows = _rows_with_headings(2)
+    data = tmp_path / "rows.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"text": e.text, "label": e.label, "file": e.group}, ensure_ascii=False)
+            + "\n"
+            for e, _ in rows
+        ),
+        encoding="utf-8",
+    )
+    classifier = RecordingClassifier()
+    monkeypatch.setattr(api.cli, "load_classifier", lambda *args, **kwargs: classifier)
+
+    code, out, _ = _run_cli(monkeypatch, capsys, "eval", "classify", "--data", str(data), "--json")
+    assert code == 0 and json.loads(out)["in_documents"] == len(rows)  # ../shared/corpus
+    assert classifier.calls[-1][1][: len(rows)] == [heading for _, heading in rows]
+
+    code, out, _ = _run_cli(
+        monkeypatch, capsys, "eval", "classify", "--data", str(data), "--alone", "--json"
+    )
+    assert code == 0 and json.loads(out)["in_documents"] == 0
+    assert classifier.calls[-1][1] == ["", ""]
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--alone", "--documents", "."], ["--alone", "drop --documents"]),
+        (["--cv", "3", "--documents", "."], ["--cv", "eval.train_topics"]),
+        ([], ["trained on the default labels", "--data"]),
+    ],
+)
+def test_eval_classify_refuses_contradictory_or_training_data_runs(
+    monkeypatch, capsys, options, words
+):
+    code, _, err = _run_cli(monkeypatch, capsys, "eval", "classify", *options)
+    assert code != 0
+    for word in words:
+        assert word in err
