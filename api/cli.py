@@ -21,12 +21,15 @@ def _emit(obj: dict) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
 
-def _read_texts(texts: list[str] | None, input_file: Path | None, field: str = "text") -> list[str]:
-    """Texts from arguments and/or a JSON Lines file (field `field`) or plain text lines."""
-    found = list(texts or [])
-    if input_file is not None:
-        from nlp.errors import InvalidInputError
+def _read_records(texts: list[str] | None, input_file: Path | None, field: str = "text") -> list:
+    """Rows from arguments and/or a JSON Lines file (objects with `field`) or plain text lines.
 
+    Each row is a dict with `field`, plus the other fields of its JSON object.
+    """
+    from nlp.errors import InvalidInputError
+
+    found: list[dict] = [{field: text} for text in texts or []]
+    if input_file is not None:
         try:
             lines = input_file.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
@@ -36,25 +39,29 @@ def _read_texts(texts: list[str] | None, input_file: Path | None, field: str = "
                 continue
             if line.lstrip().startswith("{"):
                 try:
-                    found.append(str(json.loads(line)[field]))
+                    row = json.loads(line)
+                    found.append({**row, field: str(row[field])})
                 except (ValueError, KeyError, TypeError):
                     raise InvalidInputError(
                         f"{input_file} line {number}: expected a JSON object with a {field!r} field"
                     ) from None
             else:
-                found.append(line)
-    from nlp.errors import InvalidInputError
-
+                found.append({field: line})
     if not found:
         raise InvalidInputError("no input: give TEXT arguments or --input FILE")
-    for number, text in enumerate(found, start=1):
+    for number, row in enumerate(found, start=1):
         try:
-            text.encode("utf-8")
+            row[field].encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidInputError(
                 f"input {number} is not valid UTF-8 text; pass UTF-8 text or save the file as UTF-8"
             ) from None
     return found
+
+
+def _read_texts(texts: list[str] | None, input_file: Path | None, field: str = "text") -> list[str]:
+    """Texts from arguments and/or a JSON Lines file (field `field`) or plain text lines."""
+    return [row[field] for row in _read_records(texts, input_file, field)]
 
 
 @app.command()
@@ -267,14 +274,51 @@ def passages(
 def classify(
     texts: Annotated[list[str] | None, typer.Argument(help="Paragraphs to classify.")] = None,
     input_file: Annotated[
-        Path | None, typer.Option("--input", help="JSON Lines with `text`.")
+        Path | None,
+        typer.Option("--input", help="JSON Lines with `text` and optional `section`, `file`."),
     ] = None,
     model: Annotated[str | None, typer.Option(help="Topic model folder.")] = None,
+    documents: Annotated[
+        Path | None,
+        typer.Option(
+            help="Corpus folder: a row whose `file` is there is read within its document and "
+            "under its heading, as `vnsearch index` tags it. Default: ../shared/corpus."
+        ),
+    ] = None,
+    alone: Annotated[
+        bool, typer.Option("--alone", help="Read every row by itself, ignoring `file`.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines.")] = False,
 ) -> None:
-    """Tag paragraphs with a topic and the score of every topic."""
-    items = _read_texts(texts, input_file)
-    for prediction in load_classifier(model).predict(items):
+    """Tag paragraphs with a topic and the score of every topic.
+
+    Rows of `--input` may name their heading (`section`) and their document (`file`, a path
+    under the corpus folder); a row whose document is found is read as the index reads it.
+    """
+    from models.topics import DEFAULT_SHARED_DIR, predict_within_documents
+    from nlp.errors import InvalidInputError
+    from nlp.normalize import normalize_text
+
+    if alone and documents is not None:
+        raise InvalidInputError("--alone reads rows without their documents; drop --documents")
+    rows = _read_records(texts, input_file)
+    sections = [normalize_text(str(row.get("section") or "")) for row in rows]
+    files = [str(row["file"]) if row.get("file") and not alone else None for row in rows]
+    corpus = documents or DEFAULT_SHARED_DIR / "corpus"
+    if documents is not None and not documents.is_dir():
+        raise InvalidInputError(f"--documents {documents} is not a folder; pass the corpus")
+    classifier = load_classifier(model)
+    if any(files):
+        predictions, within = predict_within_documents(
+            classifier, [row["text"] for row in rows], sections, files, corpus
+        )
+        typer.echo(
+            f"vnsearch: {within} of {len(rows)} rows read within their documents under {corpus}",
+            err=True,
+        )
+    else:
+        predictions = classifier.predict([row["text"] for row in rows], sections=sections)
+    for prediction in predictions:
         if as_json:
             _emit({"topic": prediction.topic, "scores": prediction.scores})
         else:
@@ -366,7 +410,7 @@ def eval_classify(
     alone: Annotated[
         bool,
         typer.Option(
-            "--alone", help="Classify every row alone, as given (as `vnsearch classify` does)."
+            "--alone", help="Classify every row by itself, as given, ignoring its `file`."
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

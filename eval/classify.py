@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from models.topics import (
     LabelledExample,
     TopicClassifier,
     TopicPrediction,
-    text_sha1,
+    predict_within_documents,
 )
 from nlp.errors import InvalidInputError
 
@@ -122,7 +122,14 @@ def evaluate(
         predictions = _predict(classifier, examples, tokens, use_sections, embeddings)
         within = 0
     else:
-        predictions, within = _predict_in_documents(classifier, examples, use_sections, documents)
+        predictions, within = predict_within_documents(
+            classifier,
+            [example.text for example in examples],
+            [example.section if use_sections else "" for example in examples],
+            [example.group for example in examples],
+            documents,
+            headings=use_sections,
+        )
     result = classification_metrics(
         [example.label for example in examples],
         [prediction.topic for prediction in predictions],
@@ -130,58 +137,6 @@ def evaluate(
     )
     result["in_documents"] = within
     return result
-
-
-def _predict_in_documents(
-    classifier: TopicClassifier,
-    examples: Sequence[LabelledExample],
-    use_sections: bool,
-    corpus: str | os.PathLike[str],
-) -> tuple[list[TopicPrediction], int]:
-    """Classify each example beside the other paragraphs of its document (when found)."""
-    from nlp.errors import DocumentReadError
-    from nlp.paragraphs import split_passages
-    from nlp.reader import read_document
-
-    texts = [example.text for example in examples]
-    sections = [example.section if use_sections else "" for example in examples]
-    keys: list[Hashable | None] = [None] * len(examples)  # None: read alone
-    by_group: dict[str, list[int]] = {}
-    for n, example in enumerate(examples):
-        by_group.setdefault(example.group, []).append(n)
-    within = 0
-    for group, members in by_group.items():
-        try:
-            passages = split_passages(read_document(Path(corpus) / group))
-        except DocumentReadError:  # not a file of the corpus: the examples are read alone
-            continue
-        if not passages:
-            continue
-        labelled = {text_sha1(examples[n].text) for n in members}
-        headings = {text_sha1(passage.text): passage.section for passage in passages}
-        for n in members:
-            keys[n] = group
-            if use_sections and not sections[n]:  # as the index reads it: under its heading
-                sections[n] = headings.get(text_sha1(examples[n].text), "")
-        within += len(members)
-        # The document's other paragraphs join the batch; the labelled ones stand for theirs.
-        for passage in passages:
-            if text_sha1(passage.text) not in labelled:
-                texts.append(passage.text)
-                sections.append(passage.section if use_sections else "")
-                keys.append(group)
-    # Examples whose document is not there are read alone, without `documents`.
-    alone = [n for n, key in enumerate(keys) if key is None]
-    rest = [n for n, key in enumerate(keys) if key is not None]
-    predictions: list[TopicPrediction | None] = [None] * len(texts)
-    for rows, documents in ((alone, None), (rest, [keys[n] for n in rest])):
-        if rows:
-            found = classifier.predict(
-                [texts[n] for n in rows], sections=[sections[n] for n in rows], documents=documents
-            )
-            for n, prediction in zip(rows, found, strict=True):
-                predictions[n] = prediction
-    return predictions[: len(examples)], within
 
 
 def _predict(

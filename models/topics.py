@@ -1182,6 +1182,81 @@ _EMBEDDERS: dict[str, Embedder] = {}
 _EMBEDDERS_LOCK = threading.Lock()
 
 
+def predict_within_documents(
+    classifier: TopicClassifier,
+    texts: Sequence[str],
+    sections: Sequence[str],
+    files: Sequence[str | None],
+    corpus_dir: str | os.PathLike[str],
+    *,
+    headings: bool = True,
+) -> tuple[list[TopicPrediction], int]:
+    """Classify paragraphs as `vnsearch index` tags them, where their document is at hand.
+
+    A text whose file (a path under `corpus_dir`, e.g. `party/x.md`) can be read is classified
+    beside all the other paragraphs of that document (`predict(documents=...)`) and, when its
+    section is empty and `headings` is set, under the heading of the paragraph with the same
+    text there. Every other text is classified alone, as given.
+
+    Args:
+        classifier: The topic model.
+        texts: Paragraphs.
+        sections: Their headings ("" for none).
+        files: Each text's document under `corpus_dir`, or None.
+        corpus_dir: The corpus folder (`shared/corpus`).
+        headings: Give a text without a section the heading of its paragraph in the file.
+
+    Returns:
+        One prediction per text, in order, and how many texts were read within their document.
+
+    Raises:
+        InvalidInputError: `sections` or `files` do not have one entry per text.
+    """
+    if not len(texts) == len(sections) == len(files):
+        raise InvalidInputError(
+            f"{len(texts)} texts, {len(sections)} sections and {len(files)} files: pass one "
+            "of each per text"
+        )
+    corpus = Path(corpus_dir).resolve()
+    texts, sections = list(texts), list(sections)
+    count = len(texts)
+    keys: list[str | None] = [None] * count  # None: read alone
+    members: dict[str, list[int]] = {}
+    for n, file in enumerate(files):
+        if file:
+            members.setdefault(file, []).append(n)
+    for file, rows in members.items():
+        if not (corpus / file).resolve().is_relative_to(corpus):
+            continue  # outside the corpus: read alone
+        try:
+            passages = _document_passages(corpus, file)
+        except DocumentReadError:  # not a readable file of the corpus: read alone
+            continue
+        labelled = {text_sha1(texts[n]) for n in rows}
+        found = {text_sha1(passage.text): passage.section for passage in passages}
+        for n in rows:
+            keys[n] = file
+            if headings and not sections[n]:
+                sections[n] = normalize_text(found.get(text_sha1(texts[n]), ""))
+        # The document's other paragraphs join the batch; the given texts stand for theirs.
+        for passage in passages:
+            if text_sha1(passage.text) not in labelled:
+                texts.append(passage.text)
+                sections.append(passage.section)
+                keys.append(file)
+    predictions: list[TopicPrediction | None] = [None] * len(texts)
+    alone = [n for n in range(count) if keys[n] is None]
+    within = [n for n, key in enumerate(keys) if key is not None]
+    for rows, documents in ((alone, None), (within, [keys[n] for n in within])):
+        if rows:
+            found_predictions = classifier.predict(
+                [texts[n] for n in rows], sections=[sections[n] for n in rows], documents=documents
+            )
+            for n, prediction in zip(rows, found_predictions, strict=True):
+                predictions[n] = prediction
+    return predictions[:count], count - len(alone)
+
+
 def shared_embedder(model: str | None = None) -> Embedder:
     """Return the int8 ONNX `Embedder` of `model` that classifiers use, loaded once per process.
 

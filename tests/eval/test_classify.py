@@ -184,8 +184,10 @@ class RecordingClassifier:
         return [TopicPrediction("other", {t: 1 / len(TOPICS) for t in TOPICS}) for _ in texts]
 
 
-def _rows_with_headings(count: int) -> list[tuple[LabelledExample, str]]:
-    """Dev rows (which carry no section) whose paragraph sits under a heading in its file."""
+@pytest.fixture(scope="module")
+def headed_rows() -> list[tuple[LabelledExample, str]]:
+    """Three dev rows (which carry no section) whose paragraph sits under a heading in its
+    file, each with that heading."""
     from nlp.normalize import normalize_text
     from nlp.paragraphs import split_passages
     from nlp.reader import read_document
@@ -196,13 +198,13 @@ def _rows_with_headings(count: int) -> list[tuple[LabelledExample, str]]:
         headings = [p.section for p in passages if normalize_text(p.text) == example.text]
         if headings and headings[0] and not example.section:
             found.append((example, headings[0]))
-            if len(found) == count:
+            if len(found) == 3:
                 return found
     raise AssertionError("too few dev rows under a heading")
 
 
-def test_evaluate_within_documents_reads_rows_under_their_headings():
-    rows = _rows_with_headings(3)
+def test_evaluate_within_documents_reads_rows_under_their_headings(headed_rows):
+    rows = headed_rows
     examples = [example for example, _ in rows]
     classifier = RecordingClassifier()
     result = evaluate(classifier, examples, documents=SHARED / "corpus")
@@ -230,12 +232,14 @@ def _run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     return int(exited.value.code or 0), captured.out, captured.err
 
 
-def test_eval_classify_reads_rows_as_the_index_tags_them(monkeypatch, capsys, tmp_path):
+def test_eval_classify_reads_rows_as_the_index_tags_them(
+    monkeypatch, capsys, tmp_path, headed_rows
+):
     import json
 
     import api.cli
 
-    rows = _rows_with_headings(2)
+    rows = headed_rows[:2]
     data = tmp_path / "rows.jsonl"
     data.write_text(
         "".join(
@@ -274,3 +278,55 @@ def test_eval_classify_refuses_contradictory_or_training_data_runs(
     assert code != 0
     for word in words:
         assert word in err
+
+
+def test_classify_cli_reads_rows_that_name_their_file_as_the_index_does(
+    monkeypatch, capsys, tmp_path, headed_rows
+):
+    import json
+
+    import api.cli
+
+    (first, heading), (second, _) = headed_rows[:2]
+    loose = load_labelled(DEV_LABELS)[-1]  # a third paragraph, given without its file
+    rows = [
+        {"text": first.text, "file": first.group},
+        {"text": loose.text, "section": "Công tác dân vận"},
+        {"text": second.text, "file": second.group, "section": "Tiêu đề riêng"},
+    ]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    classifier = RecordingClassifier()
+    monkeypatch.setattr(api.cli, "load_classifier", lambda *args, **kwargs: classifier)
+
+    code, out, err = _run_cli(monkeypatch, capsys, "classify", "--input", str(data), "--json")
+    assert code == 0 and "2 of 3 rows read within their documents" in err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 3 and all(set(line) == {"topic", "scores"} for line in lines)
+    [(alone_texts, alone_sections, no_documents), (texts, sections, documents)] = classifier.calls
+    assert (alone_texts, alone_sections, no_documents) == ([loose.text], ["Công tác dân vận"], None)
+    # The row without a section gets its paragraph's heading; a given section is kept.
+    assert texts[:2] == [first.text, second.text]
+    assert sections[:2] == [heading, "Tiêu đề riêng"]
+    assert documents[:2] == [first.group, second.group]
+
+    classifier.calls.clear()
+    code, out, _ = _run_cli(monkeypatch, capsys, "classify", "--input", str(data), "--alone")
+    assert code == 0 and len(out.splitlines()) == 3
+    [(texts, sections, documents)] = classifier.calls
+    assert sections == ["", "Công tác dân vận", "Tiêu đề riêng"] and documents is None
+
+
+def test_predict_within_documents_reads_files_outside_the_corpus_alone(headed_rows):
+    from models.topics import predict_within_documents
+
+    example = headed_rows[0][0]
+    classifier = RecordingClassifier()
+    outside = f"../labels/{DEV_LABELS.name}"  # a real file, but not under the corpus folder
+    predictions, within = predict_within_documents(
+        classifier, [example.text], [""], [outside], SHARED / "corpus"
+    )
+    assert within == 0 and len(predictions) == 1
+    assert classifier.calls == [([example.text], [""], None)]
+    with pytest.raises(InvalidInputError, match="one of each per text"):
+        predict_within_documents(classifier, [example.text], [], [None], SHARED / "corpus")
