@@ -132,10 +132,10 @@ class Services:
         gc.collect()
         gc.freeze()
 
-    def classify(self, texts: list[str]) -> list[Any]:
+    def classify(self, texts: list[str], sections: list[str] | None = None) -> list[Any]:
         """Predict topics, one call at a time: the word segmenter is not known to be thread-safe."""
         with self._classify_lock:
-            return self.classifier.predict(texts)
+            return self.classifier.predict(texts, sections=sections)
 
 
 def create_app(
@@ -355,7 +355,8 @@ def _add_api_routes(app: FastAPI) -> None:
     )
     def classify(services: ServicesDep, body: ClassifyIn) -> list[dict]:
         """Tag paragraphs with their most probable topic and the probability of every topic."""
-        return [{"topic": p.topic, "scores": p.scores} for p in services.classify(body.texts)]
+        found = services.classify(body.texts, body.sections)
+        return [{"topic": p.topic, "scores": p.scores} for p in found]
 
     @app.get("/health", response_model=HealthOut, tags=["service"])
     def health(searcher: SearcherDep) -> dict:

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 MAX_CLASSIFY_TEXTS = 64
 MAX_CLASSIFY_CHARS = 10_000
+MAX_SECTION_CHARS = 1_000
 
 
 class ModelInfoOut(BaseModel):
@@ -120,6 +128,12 @@ class ClassifyIn(BaseModel):
         "characters each.",
         examples=[["Thi hành kỷ luật 151 đảng viên và 04 tổ chức đảng."]],
     )
+    sections: list[Annotated[str, StringConstraints(max_length=MAX_SECTION_CHARS)]] | None = Field(
+        default=None,
+        description='The section heading of each paragraph, in the order of `texts` ("" '
+        "for none); the classifier reads it beside the paragraph, as the index does.",
+        examples=[["3. Công tác kiểm tra, giám sát và thi hành kỷ luật Đảng"]],
+    )
 
     @field_validator("texts")
     @classmethod
@@ -130,6 +144,15 @@ class ClassifyIn(BaseModel):
                 f"texts at positions {', '.join(empty)} have no words; send paragraphs of text"
             )
         return texts
+
+    @model_validator(mode="after")
+    def _one_section_per_text(self) -> ClassifyIn:
+        if self.sections is not None and len(self.sections) != len(self.texts):
+            raise ValueError(
+                f"sections has {len(self.sections)} entries for {len(self.texts)} texts; send "
+                'one heading per text ("" for none) or leave sections out'
+            )
+        return self
 
 
 class ClassifyOut(BaseModel):

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 import api.loading
 from api.app import WARM_UP_QUERY, create_app
-from api.schemas import MAX_CLASSIFY_CHARS, MAX_CLASSIFY_TEXTS, SearchOut
+from api.schemas import MAX_CLASSIFY_CHARS, MAX_CLASSIFY_TEXTS, MAX_SECTION_CHARS, SearchOut
 from index.search import MAX_K, MAX_OFFSET, MAX_QUERY_CHARS, MODES, TOPICS
 from nlp.errors import IndexError_, InvalidInputError
 
@@ -260,10 +260,30 @@ def test_classify_returns_a_topic_and_scores_per_text(client):
     assert body[0]["topic"] == "inspection"
 
 
+def test_classify_reads_each_text_under_its_section(client, classifier, report_path):
+    from nlp.paragraphs import split_passages
+    from nlp.reader import read_document
+
+    [passage] = [p for p in split_passages(read_document(report_path)) if "151 đảng" in p.text]
+    assert passage.section  # "… > 3. Công tác kiểm tra, giám sát và thi hành kỷ luật Đảng"
+    body = {"texts": [passage.text], "sections": [passage.section]}
+    response = client.post("/classify", json=body)
+    assert response.status_code == 200, response.text
+    [under_heading] = classifier.predict([passage.text], sections=[passage.section])
+    [alone] = classifier.predict([passage.text])
+    scores = response.json()[0]["scores"]
+    assert scores == pytest.approx(under_heading.scores, abs=1e-6)
+    assert scores != pytest.approx(alone.scores, abs=1e-6)
+
+
 @pytest.mark.parametrize(
     ("payload", "names"),
     [
         ({}, ["texts", "required"]),
+        ({"texts": ["đảng viên"], "sections": []}, ["sections", "one heading per text"]),
+        ({"texts": ["đảng viên"], "sections": ["a", "b"]}, ["sections", "2 entries for 1"]),
+        ({"texts": ["đảng viên"], "sections": ["a" * (MAX_SECTION_CHARS + 1)]}, ["sections"]),
+        ({"texts": ["đảng viên"], "sections": "kiểm tra"}, ["sections", "list"]),
         ({"texts": []}, ["texts", "1"]),
         ({"texts": ["đảng viên"] * (MAX_CLASSIFY_TEXTS + 1)}, ["texts", str(MAX_CLASSIFY_TEXTS)]),
         ({"texts": ["a" * (MAX_CLASSIFY_CHARS + 1)]}, ["texts", str(MAX_CLASSIFY_CHARS)]),
