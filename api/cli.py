@@ -21,7 +21,9 @@ def _emit(obj: dict) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
 
-def _read_records(texts: list[str] | None, input_file: Path | None, field: str = "text") -> list:
+def _read_records(
+    texts: list[str] | None, input_file: Path | None, field: str = "text"
+) -> list[dict]:
     """Rows from arguments and/or a JSON Lines file (objects with `field`) or plain text lines.
 
     Each row is a dict with `field`, plus the other fields of its JSON object.

