@@ -155,6 +155,15 @@ class LabelledExample:
     source: str = ""
 
 
+def markup_free(text: str) -> str:
+    """Return `text` normalised and without Markdown marks, to find a labelled row's passage.
+
+    Labelled rows keep the marks of a Markdown file (`**(2)** Xây dựng`, `# Toàn văn`); the
+    reader drops them from the passages it splits.
+    """
+    return _SPACES.sub(" ", _MARKUP.sub(" ", normalize_text(text))).strip()
+
+
 def text_sha1(text: str) -> str:
     """Return the SHA-1 hex digest of the normalised `text` (the key of label references)."""
     return hashlib.sha1(normalize_text(text).encode("utf-8")).hexdigest()
@@ -373,8 +382,8 @@ def _attach_sections(examples: list[LabelledExample], corpus_dir: Path) -> list[
                 passages = _document_passages(corpus_dir, example.group)
             except DocumentReadError:  # an unreadable file only leaves the sections empty
                 passages = []
-            by_file[example.group] = {normalize_text(p.text): p.section for p in passages}
-        section = by_file[example.group].get(example.text, "")
+            by_file[example.group] = {markup_free(p.text): p.section for p in passages}
+        section = by_file[example.group].get(markup_free(example.text), "")
         result.append(replace(example, section=normalize_text(section)))
     return result
 
@@ -1232,15 +1241,15 @@ def predict_within_documents(
             passages = _document_passages(corpus, file)
         except DocumentReadError:  # not a readable file of the corpus: read alone
             continue
-        labelled = {text_sha1(texts[n]) for n in rows}
-        found = {text_sha1(passage.text): passage.section for passage in passages}
+        labelled = {markup_free(texts[n]) for n in rows}
+        found = {markup_free(passage.text): passage.section for passage in passages}
         for n in rows:
             keys[n] = file
             if headings and not sections[n]:
-                sections[n] = normalize_text(found.get(text_sha1(texts[n]), ""))
+                sections[n] = normalize_text(found.get(markup_free(texts[n]), ""))
         # The document's other paragraphs join the batch; the given texts stand for theirs.
         for passage in passages:
-            if text_sha1(passage.text) not in labelled:
+            if markup_free(passage.text) not in labelled:
                 texts.append(passage.text)
                 sections.append(passage.section)
                 keys.append(file)

@@ -330,3 +330,30 @@ def test_predict_within_documents_reads_files_outside_the_corpus_alone(headed_ro
     assert classifier.calls == [([example.text], [""], None)]
     with pytest.raises(InvalidInputError, match="one of each per text"):
         predict_within_documents(classifier, [example.text], [], [None], SHARED / "corpus")
+
+
+def test_a_row_with_markdown_marks_is_found_in_its_document():
+    # Rows from Markdown files keep their marks ("**(2)** Xây dựng ..."); the reader drops them.
+    from models.topics import markup_free, predict_within_documents
+    from nlp.normalize import normalize_text
+    from nlp.paragraphs import split_passages
+    from nlp.reader import read_document
+
+    for example in load_labelled(DEV_LABELS):
+        if "**" not in example.text:
+            continue
+        passages = split_passages(read_document(SHARED / "corpus" / example.group))
+        same = [p for p in passages if normalize_text(p.text) == markup_free(example.text)]
+        if same and same[0].section and example.text not in {p.text for p in passages}:
+            break
+    else:
+        raise AssertionError("no dev row with Markdown marks under a heading")
+    classifier = RecordingClassifier()
+    _, within = predict_within_documents(
+        classifier, [example.text], [""], [example.group], SHARED / "corpus"
+    )
+    [(texts, sections, _)] = classifier.calls
+    assert within == 1 and sections[0] == same[0].section
+    # The row stands for its passage: the document's paragraphs are not read twice.
+    assert len(texts) == len(passages)
+    assert same[0].text not in texts[1:]
