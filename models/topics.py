@@ -1205,7 +1205,8 @@ def predict_within_documents(
     A text whose file (a path under `corpus_dir`, e.g. `party/x.md`) can be read is classified
     beside all the other paragraphs of that document (`predict(documents=...)`) and, when its
     section is empty and `headings` is set, under the heading of the paragraph with the same
-    text there. Every other text is classified alone, as given.
+    text there (`markup_free`: Markdown marks aside). Every other text is classified alone, as
+    given.
 
     Args:
         classifier: The topic model.
