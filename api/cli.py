@@ -297,20 +297,15 @@ def classify(
     Rows of `--input` may name their heading (`section`) and their document (`file`, a path
     under the corpus folder); a row whose document is found is read as the index reads it.
     """
-    from models.topics import DEFAULT_SHARED_DIR, predict_within_documents
-    from nlp.errors import InvalidInputError
+    from models.topics import predict_within_documents
     from nlp.normalize import normalize_text
 
-    if alone and documents is not None:
-        raise InvalidInputError("--alone reads rows without their documents; drop --documents")
+    corpus = _corpus_folder(documents, default=not alone, alone=alone)
     rows = _read_records(texts, input_file)
     sections = [normalize_text(str(row.get("section") or "")) for row in rows]
-    files = [str(row["file"]) if row.get("file") and not alone else None for row in rows]
-    corpus = documents or DEFAULT_SHARED_DIR / "corpus"
-    if documents is not None and not documents.is_dir():
-        raise InvalidInputError(f"--documents {documents} is not a folder; pass the corpus")
+    files = [str(row["file"]) if row.get("file") else None for row in rows]
     classifier = load_classifier(model)
-    if any(files):
+    if corpus is not None and any(files):
         predictions, within = predict_within_documents(
             classifier, [row["text"] for row in rows], sections, files, corpus
         )
@@ -325,6 +320,22 @@ def classify(
             _emit({"topic": prediction.topic, "scores": prediction.scores})
         else:
             typer.echo(f"{prediction.topic}\t{prediction.scores[prediction.topic]:.3f}")
+
+
+def _corpus_folder(documents: Path | None, *, default: bool, alone: bool = False) -> Path | None:
+    """The corpus folder whose files labelled rows name: `--documents` once checked, else
+    `../shared/corpus` when `default` is set and the folder is there, else None."""
+    from models.topics import DEFAULT_SHARED_DIR
+    from nlp.errors import InvalidInputError
+
+    if alone and documents is not None:
+        raise InvalidInputError("--alone reads rows without their documents; drop --documents")
+    if documents is None:
+        shared = DEFAULT_SHARED_DIR / "corpus"
+        return shared if default and shared.is_dir() else None
+    if not documents.is_dir():
+        raise InvalidInputError(f"--documents {documents} is not a folder; pass the corpus")
+    return documents
 
 
 def _examples(data: list[Path] | None) -> list:
@@ -357,21 +368,16 @@ def train(
     """Train a topic classifier and save it (no pickle) for `--model DIR`."""
     from models.embedder import passage_input
     from models.topics import (
-        DEFAULT_SHARED_DIR,
         document_contexts,
         example_vectors,
         shared_embedder,
         train_classifier,
     )
-    from nlp.errors import InvalidInputError
 
     examples = _examples(data)
-    if documents is None and not data and (DEFAULT_SHARED_DIR / "corpus").is_dir():
-        documents = DEFAULT_SHARED_DIR / "corpus"
+    documents = _corpus_folder(documents, default=not data)
     options = {}
     if documents is not None:
-        if not documents.is_dir():
-            raise InvalidInputError(f"--documents {documents} is not a folder; pass the corpus")
         embedder = shared_embedder()
         own = example_vectors(examples, embedder)
         contexts = document_contexts(
@@ -423,25 +429,19 @@ def eval_classify(
     under their paragraph's heading. `--alone` reads each row by itself instead.
     """
     from eval.classify import evaluate, grouped_cross_validation, plot_confusion
-    from models.topics import DEFAULT_SHARED_DIR
     from nlp.errors import InvalidInputError
 
-    if alone and documents is not None:
-        raise InvalidInputError("--alone reads rows without their documents; drop --documents")
     if cv and documents is not None:
         raise InvalidInputError(
             "--cv reads every row alone; for the cross-validation within documents run "
             "python -m eval.train_topics --mode documents"
         )
+    documents = _corpus_folder(documents, default=not alone and not cv, alone=alone)
     if not cv and not data and model is None:
         raise InvalidInputError(
             "the shipped model was trained on the default labels: pass --data FILE.jsonl with "
             "other rows, --model DIR for a model trained without them, or --cv N"
         )
-    if documents is None and not alone and not cv and (DEFAULT_SHARED_DIR / "corpus").is_dir():
-        documents = DEFAULT_SHARED_DIR / "corpus"
-    if documents is not None and not documents.is_dir():
-        raise InvalidInputError(f"--documents {documents} is not a folder; pass the corpus")
     examples = _examples(data)
     if cv:
         result = grouped_cross_validation(examples, folds=cv)

@@ -1242,15 +1242,17 @@ def predict_within_documents(
             passages = _document_passages(corpus, file)
         except DocumentReadError:  # not a readable file of the corpus: read alone
             continue
-        labelled = {markup_free(texts[n]) for n in rows}
-        found = {markup_free(passage.text): passage.section for passage in passages}
+        given = {n: markup_free(texts[n]) for n in rows}
+        passage_keys = [markup_free(passage.text) for passage in passages]
+        found = {key: passage.section for key, passage in zip(passage_keys, passages, strict=True)}
         for n in rows:
             keys[n] = file
             if headings and not sections[n]:
-                sections[n] = normalize_text(found.get(markup_free(texts[n]), ""))
+                sections[n] = normalize_text(found.get(given[n], ""))
         # The document's other paragraphs join the batch; the given texts stand for theirs.
-        for passage in passages:
-            if markup_free(passage.text) not in labelled:
+        labelled = set(given.values())
+        for key, passage in zip(passage_keys, passages, strict=True):
+            if key not in labelled:
                 texts.append(passage.text)
                 sections.append(passage.section)
                 keys.append(file)
