@@ -366,7 +366,7 @@ def train(
     ] = None,
 ) -> None:
     """Train a topic classifier and save it (no pickle) for `--model DIR`."""
-    from models.embedder import passage_input
+    from models.embedder import embed_under_headings
     from models.topics import (
         document_contexts,
         example_vectors,
@@ -383,8 +383,8 @@ def train(
         contexts = document_contexts(
             examples,
             documents,
-            lambda passages: embedder.embed_passages(
-                [passage_input(p.text, p.section) for p in passages]
+            lambda passages: embed_under_headings(
+                embedder, [p.text for p in passages], [p.section for p in passages]
             ),
             own,
         )

@@ -34,7 +34,7 @@ from index.store import (
     save_copies,
     writer_lock,
 )
-from models.embedder import passage_input
+from models.embedder import embed_under_headings, passage_input
 from nlp.errors import DocumentReadError
 from nlp.paragraphs import Passage
 from nlp.reader import ManifestTitles, ReadFailure, iter_files
@@ -402,8 +402,11 @@ class _EmbeddingPipeline:
     def _start(self, ids: list[str], passages: Sequence[Passage]) -> _Embedding:
         known = _stored_vectors(self.conn, ids, self.embedder.dim)
         missing = [n for n, pid in enumerate(ids) if pid not in known]
-        inputs = [passage_input(passages[n].text, passages[n].section) for n in missing]
-        future = self.pool.submit(self.embedder.embed_passages, inputs) if missing else None
+        future = None
+        if missing:
+            texts = [passages[n].text for n in missing]
+            sections = [passages[n].section for n in missing]
+            future = self.pool.submit(embed_under_headings, self.embedder, texts, sections)
         self.report.passages_embedded += len(missing)
         return _Embedding(ids, known, missing, future)
 

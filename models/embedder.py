@@ -555,6 +555,25 @@ def passage_input(text: str, section: str = "") -> str:
     return f"{heading}. {text}" if heading else text
 
 
+def embed_under_headings(
+    embedder: Any, texts: Sequence[str], sections: Sequence[str] | None = None
+) -> np.ndarray:
+    """Embed paragraphs as the index does: each under its innermost heading (`passage_input`).
+
+    Args:
+        embedder: Anything with `embed_passages` (an `Embedder`).
+        texts: Normalised paragraphs.
+        sections: Their section headings ("" for none); None when no paragraph has one.
+
+    Returns:
+        What `embedder.embed_passages` returns for them: (len(texts), dim) float32.
+    """
+    sections = sections if sections is not None else [""] * len(texts)
+    return embedder.embed_passages(
+        [passage_input(text, section) for text, section in zip(texts, sections, strict=True)]
+    )
+
+
 class Embedder:
     """Turn passages and queries into L2-normalised float32 vectors.
 

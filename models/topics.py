@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models.embedder import PASSAGE_INPUT, passage_input
+from models.embedder import PASSAGE_INPUT, embed_under_headings
 from nlp.errors import DocumentReadError, InvalidInputError, ModelError
 from nlp.normalize import fold_accents, normalize_text
 
@@ -439,9 +439,8 @@ def default_training_examples(
 def example_vectors(examples: Sequence[LabelledExample], embedder: Embedder) -> np.ndarray:
     """Return the passage vectors of labelled examples, as `train_classifier` embeds them:
     each normalised paragraph under its section heading (`passage_input`), as the index does."""
-    return embedder.embed_passages(
-        [passage_input(normalize_text(example.text), example.section) for example in examples]
-    )
+    texts = [normalize_text(example.text) for example in examples]
+    return embed_under_headings(embedder, texts, [example.section for example in examples])
 
 
 def document_contexts(
@@ -457,7 +456,7 @@ def document_contexts(
     Args:
         examples: Labelled paragraphs whose `group` is their file under `corpus_dir`.
         corpus_dir: The folder the files are relative to (e.g. `shared/corpus`).
-        embed: Embeds a document's passages as the index does (`passage_input(text, section)`).
+        embed: Embeds a document's passages as the index does (`embed_under_headings`).
         own: The examples' own passage vectors: the context of an example whose file is not
             there, cannot be read, or holds one passage (it is then read alone).
 
@@ -825,10 +824,7 @@ class TopicClassifier:
                     )
                 self._embedder = embedder
             embedder = self._embedder
-        sections = sections or [""] * len(texts)
-        return embedder.embed_passages(
-            [passage_input(t, s) for t, s in zip(texts, sections, strict=True)]
-        )
+        return embed_under_headings(embedder, texts, sections or None)
 
     def features(
         self,
