@@ -1015,65 +1015,11 @@ class TopicClassifier:
         Args:
             directory: The model folder to create or replace.
         """
-        import sklearn
-
         target = Path(directory)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
-            features = []
-            for block in self.blocks:
-                vocabulary_file = f"vocabulary_{block.name}.json"
-                idf_file = f"idf_{block.name}.npy"
-                (staging / vocabulary_file).write_text(
-                    json.dumps(block.vocabulary, ensure_ascii=False), encoding="utf-8"
-                )
-                np.save(staging / idf_file, block.idf.astype(np.float32), allow_pickle=False)
-                features.append(
-                    {
-                        "name": block.name,
-                        "analyzer": block.analyzer,
-                        "ngram_range": list(block.ngram_range),
-                        "weight": block.weight,
-                        "size": len(block.vocabulary),
-                        "vocabulary": vocabulary_file,
-                        "idf": idf_file,
-                    }
-                )
-            np.save(staging / "coef.npy", self.coef, allow_pickle=False)
-            np.save(staging / "intercept.npy", self.intercept, allow_pickle=False)
-            embedding = None
-            if self.embedding is not None:
-                embedding = {
-                    "model": self.embedding.model,
-                    "fingerprint": self.embedding.fingerprint,
-                    "dim": self.embedding.dim,
-                    "weight": self.embedding.weight,
-                    "context": self.embedding.context,
-                    "input": PASSAGE_INPUT,  # embed_passages(passage_input(text, section))
-                    "max_length": EMBEDDING_MAX_LENGTH,
-                }
-            manifest = {
-                "format": FORMAT_NAME,
-                "format_version": FORMAT_VERSION,
-                "labels": list(self.labels),
-                "temperature": self.temperature,
-                "features": features,
-                "embedding": embedding,
-                "embedding_model": self.embedding_model,
-                "embedding_fingerprint": self.embedding_fingerprint,
-                "context_model": CONTEXT_MODEL_DIR if self.context_model is not None else None,
-                "sklearn_version": sklearn.__version__,
-                "numpy_version": np.__version__,
-                "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                "training": self.info,
-            }
-            if self.context_model is not None:
-                self.context_model.save(staging / CONTEXT_MODEL_DIR)
-            # The manifest goes last: a folder without one is never taken for a model.
-            (staging / MANIFEST_NAME).write_text(
-                json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8"
-            )
+            self._write(staging, {})
             os.chmod(staging, 0o755)
             previous = None
             if target.exists():
@@ -1085,6 +1031,72 @@ class TopicClassifier:
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
+
+    def _write(self, folder: Path, shared: dict[str, FeatureBlock]) -> None:
+        """Write the model's files into `folder`, the manifest last. A block equal to the
+        same-named block of `shared` (the first head's, seen from the second head's folder) is
+        not written again: the manifest names the first head's files."""
+        import sklearn
+
+        folder.mkdir(exist_ok=True)
+        features = []
+        for block in self.blocks:
+            vocabulary_file = f"vocabulary_{block.name}.json"
+            idf_file = f"idf_{block.name}.npy"
+            if _same_block(block, shared.get(block.name)):
+                vocabulary_file, idf_file = f"../{vocabulary_file}", f"../{idf_file}"
+            else:
+                (folder / vocabulary_file).write_text(
+                    json.dumps(block.vocabulary, ensure_ascii=False), encoding="utf-8"
+                )
+                np.save(folder / idf_file, block.idf.astype(np.float32), allow_pickle=False)
+            features.append(
+                {
+                    "name": block.name,
+                    "analyzer": block.analyzer,
+                    "ngram_range": list(block.ngram_range),
+                    "weight": block.weight,
+                    "size": len(block.vocabulary),
+                    "vocabulary": vocabulary_file,
+                    "idf": idf_file,
+                }
+            )
+        np.save(folder / "coef.npy", self.coef, allow_pickle=False)
+        np.save(folder / "intercept.npy", self.intercept, allow_pickle=False)
+        embedding = None
+        if self.embedding is not None:
+            embedding = {
+                "model": self.embedding.model,
+                "fingerprint": self.embedding.fingerprint,
+                "dim": self.embedding.dim,
+                "weight": self.embedding.weight,
+                "context": self.embedding.context,
+                "input": PASSAGE_INPUT,  # embed_under_headings(embedder, texts, sections)
+                "max_length": EMBEDDING_MAX_LENGTH,
+            }
+        manifest = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "labels": list(self.labels),
+            "temperature": self.temperature,
+            "features": features,
+            "embedding": embedding,
+            "embedding_model": self.embedding_model,
+            "embedding_fingerprint": self.embedding_fingerprint,
+            "context_model": CONTEXT_MODEL_DIR if self.context_model is not None else None,
+            "sklearn_version": sklearn.__version__,
+            "numpy_version": np.__version__,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "training": self.info,
+        }
+        if self.context_model is not None:
+            self.context_model._write(
+                folder / CONTEXT_MODEL_DIR, {block.name: block for block in self.blocks}
+            )
+        # The manifest goes last: a folder without one is never taken for a model.
+        (folder / MANIFEST_NAME).write_text(
+            json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8"
+        )
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> TopicClassifier:
@@ -1101,7 +1113,11 @@ class TopicClassifier:
             ModelError: The folder is missing, incomplete, damaged or of another format
                 version; the message says how to rebuild it.
         """
-        folder = Path(directory)
+        return cls._load(Path(directory), {})
+
+    @classmethod
+    def _load(cls, folder: Path, known: dict[Path, FeatureBlock]) -> TopicClassifier:
+        """`load`; `known` maps block files already read (by the first head) to their block."""
         manifest_path = folder / MANIFEST_NAME
         if not manifest_path.is_file():
             raise ModelError(f"{folder}: no topic model here (no {MANIFEST_NAME}); {_TRAIN_HINT}")
@@ -1117,22 +1133,16 @@ class TopicClassifier:
             labels = manifest["labels"]
             if sorted(labels) != sorted(TOPICS):
                 raise ValueError(f"labels {labels} are not {list(TOPICS)}")
+            # Blocks read from the same files (the second head naming the first head's) are
+            # one object, with one cache of word n-gram ids.
             blocks = []
             for spec in manifest["features"]:
-                vocabulary = json.loads((folder / spec["vocabulary"]).read_text(encoding="utf-8"))
-                idf = np.load(folder / spec["idf"], allow_pickle=False)
-                if len(vocabulary) != spec["size"] or idf.shape != (spec["size"],):
-                    raise ValueError(f"feature block {spec['name']} has inconsistent sizes")
-                blocks.append(
-                    FeatureBlock(
-                        name=spec["name"],
-                        analyzer=spec["analyzer"],
-                        ngram_range=tuple(spec["ngram_range"]),
-                        weight=float(spec["weight"]),
-                        vocabulary=vocabulary,
-                        idf=idf,
-                    )
-                )
+                vocabulary_path = _model_file(folder, spec["vocabulary"])
+                block = known.get(vocabulary_path)
+                if block is None or block.name != spec["name"]:
+                    block = _read_block(spec, vocabulary_path, _model_file(folder, spec["idf"]))
+                    known[vocabulary_path] = block
+                blocks.append(block)
             embedding = None
             if manifest.get("embedding"):
                 spec = manifest["embedding"]
@@ -1162,7 +1172,7 @@ class TopicClassifier:
             blocks, coef, intercept, labels, temperature, manifest.get("training"), embedding
         )
         if manifest.get("context_model"):
-            model.context_model = cls.load(folder / str(manifest["context_model"]))
+            model.context_model = cls._load(folder / str(manifest["context_model"]), known)
             if model.context_model.embedding_fingerprint != model.embedding_fingerprint:
                 raise ModelError(f"{folder}: its heads read different embeddings; {_TRAIN_HINT}")
         model.source = str(folder.resolve())
@@ -1176,6 +1186,41 @@ class TopicClassifier:
             ModelError: The shipped model is missing or damaged.
         """
         return _load_default()
+
+
+def _same_block(block: FeatureBlock, other: FeatureBlock | None) -> bool:
+    return other is not None and (
+        block is other
+        or (
+            (block.name, block.analyzer, tuple(block.ngram_range), block.weight)
+            == (other.name, other.analyzer, tuple(other.ngram_range), other.weight)
+            and block.vocabulary == other.vocabulary
+            and np.array_equal(block.idf, other.idf)
+        )
+    )
+
+
+def _model_file(folder: Path, name: object) -> Path:
+    """A file named in a model manifest: in `folder`, or (`../NAME`, a second head naming the
+    first head's file) in the folder above it."""
+    if not isinstance(name, str) or not re.fullmatch(r"(\.\./)?[\w.-]+", name):
+        raise ValueError(f"bad file name {name!r} in the manifest")
+    return (folder / name).resolve()
+
+
+def _read_block(spec: dict[str, Any], vocabulary_path: Path, idf_path: Path) -> FeatureBlock:
+    vocabulary = json.loads(vocabulary_path.read_text(encoding="utf-8"))
+    idf = np.load(idf_path, allow_pickle=False)
+    if len(vocabulary) != spec["size"] or idf.shape != (spec["size"],):
+        raise ValueError(f"feature block {spec['name']} has inconsistent sizes")
+    return FeatureBlock(
+        name=spec["name"],
+        analyzer=spec["analyzer"],
+        ngram_range=tuple(spec["ngram_range"]),
+        weight=float(spec["weight"]),
+        vocabulary=vocabulary,
+        idf=idf,
+    )
 
 
 @cache

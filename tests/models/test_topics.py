@@ -510,6 +510,38 @@ def test_a_model_with_a_document_context_saves_and_loads(context_model, tmp_path
     assert head["embedding"]["context"] == DEFAULT_CONTEXT_WEIGHT
 
 
+def test_the_second_head_shares_the_first_heads_vocabularies(context_model, tmp_path):
+    context_model.save(tmp_path / "model")
+    head_folder = tmp_path / "model" / "within_documents"
+    assert sorted(p.name for p in head_folder.iterdir()) == [
+        "coef.npy",
+        "intercept.npy",
+        "manifest.json",
+    ]
+    head = json.loads((head_folder / "manifest.json").read_text(encoding="utf-8"))
+    assert {f["vocabulary"] for f in head["features"]} == {
+        f"../vocabulary_{block.name}.json" for block in context_model.blocks
+    }
+    loaded = TopicClassifier.load(tmp_path / "model")
+    assert all(
+        first is second
+        for first, second in zip(loaded.blocks, loaded.context_model.blocks, strict=True)
+    )
+    # Saved again from the loaded model, the layout is the same.
+    loaded.save(tmp_path / "again")
+    assert not list((tmp_path / "again" / "within_documents").glob("vocabulary_*"))
+
+
+def test_a_manifest_naming_a_file_outside_the_model_is_refused(small_model, tmp_path):
+    small_model.save(tmp_path / "model")
+    manifest_path = tmp_path / "model" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["features"][0]["vocabulary"] = "../../secret.json"
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(ModelError, match="damaged topic model.*bad file name"):
+        TopicClassifier.load(tmp_path / "model")
+
+
 def test_document_contexts_average_each_file_and_keep_the_own_vector_otherwise(embedder):
     passages = _report_passages()
     rows = [
