@@ -466,6 +466,23 @@ def eval_classify(
             f"  {label:<18} P={row['precision']:.3f} R={row['recall']:.3f} "
             f"F1={row['f1']:.3f} n={row['support']}"
         )
+    if "log_loss" in result:
+        typer.echo(
+            f"probabilities: log-loss={result['log_loss']:.3f} "
+            f"expected calibration error={result['ece']:.3f}"
+        )
+    typer.echo(_confusion_text(result["confusion"]))
+
+
+def _confusion_text(confusion: dict) -> str:
+    """The confusion matrix as a table: gold labels down, predictions across."""
+    labels = confusion["labels"]
+    heads = [label[:6] for label in labels]
+    lines = ["confusion (rows: gold, columns: predicted)"]
+    lines.append(" " * 20 + "".join(f"{head:>8}" for head in heads))
+    for label, row in zip(labels, confusion["matrix"], strict=True):
+        lines.append(f"  {label:<18}" + "".join(f"{count:>8}" for count in row))
+    return "\n".join(lines)
 
 
 @app.command()

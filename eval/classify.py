@@ -36,8 +36,9 @@ def classification_metrics(
     Returns:
         `{"n", "accuracy", "macro_f1", "per_class": {label: {"precision", "recall", "f1",
         "support"}}, "confusion": {"labels", "matrix"}}` (rows are gold labels, columns
-        predictions) and `"log_loss"` when scores are given. The macro-F1 averages the labels
-        that occur in `true` or `predicted`.
+        predictions) and, when scores are given, `"log_loss"` and `"ece"`
+        (`expected_calibration_error`). The macro-F1 averages the labels that occur in `true`
+        or `predicted`.
 
     Raises:
         InvalidInputError: The sequences differ in length or are empty.
@@ -88,7 +89,44 @@ def classification_metrics(
         probabilities = np.array([[row[label] for label in ordered] for row in scores], float)
         probabilities /= probabilities.sum(axis=1, keepdims=True)
         result["log_loss"] = float(log_loss(true, probabilities, labels=ordered))
+        result["ece"] = expected_calibration_error(
+            [t == p for t, p in zip(true, predicted, strict=True)],
+            [row[label] for row, label in zip(scores, predicted, strict=True)],
+        )
     return result
+
+
+def expected_calibration_error(
+    correct: Sequence[bool], confidence: Sequence[float], bins: int = 10
+) -> float:
+    """Return the expected calibration error of predictions with the given confidences.
+
+    The confidences (each prediction's probability for the label it chose) are put in `bins`
+    equal-width bins over [0, 1]; the error is the mean, weighted by each bin's share of the
+    predictions, of |accuracy - mean confidence| in the bin. 0 means that predictions made
+    with probability p are right a share p of the time.
+
+    Args:
+        correct: Whether each prediction was right.
+        confidence: The probability each prediction gave its label, in the same order.
+        bins: Number of bins.
+
+    Raises:
+        InvalidInputError: The sequences differ in length or are empty.
+    """
+    if len(correct) != len(confidence) or not correct:
+        raise InvalidInputError(
+            f"need one confidence per prediction, and at least one: got {len(correct)} "
+            f"outcomes and {len(confidence)} confidences"
+        )
+    right = np.asarray(correct, dtype=float)
+    sure = np.clip(np.asarray(confidence, dtype=float), 0.0, 1.0)
+    which = np.minimum((sure * bins).astype(int), bins - 1)
+    error = 0.0
+    for b in np.unique(which):
+        rows = which == b
+        error += rows.mean() * abs(right[rows].mean() - sure[rows].mean())
+    return float(error)
 
 
 def evaluate(

@@ -11,6 +11,7 @@ from eval.classify import (
     classification_metrics,
     document_folds,
     evaluate,
+    expected_calibration_error,
     grouped_cross_validation,
     plot_confusion,
 )
@@ -65,6 +66,21 @@ def test_evaluate_matches_hand_computed_numbers():
     assert sum(map(sum, matrix)) == 6
     # p(gold) is 0.6 for the four right answers and 0.08 for the two wrong ones.
     assert result["log_loss"] == pytest.approx(-(4 * math.log(0.6) + 2 * math.log(0.08)) / 6)
+    # Every prediction said 0.6 and 4 of 6 were right: one bin, |4/6 - 0.6|.
+    assert result["ece"] == pytest.approx(4 / 6 - 0.6)
+
+
+def test_expected_calibration_error_weighs_each_bin_by_its_share():
+    # Bin 0.9-1.0: 2 predictions at 0.95, both right (gap 0.05); bin 0.5-0.6: 2 at 0.55, one
+    # right (gap 0.05); bin 0.3-0.4: 1 at 0.3, wrong (gap 0.3).
+    correct = [True, True, True, False, False]
+    confidence = [0.95, 0.95, 0.55, 0.55, 0.3]
+    assert expected_calibration_error(correct, confidence) == pytest.approx(
+        0.4 * 0.05 + 0.4 * 0.05 + 0.2 * 0.3
+    )
+    assert expected_calibration_error([True], [1.0]) == 0.0
+    with pytest.raises(InvalidInputError, match="one confidence per prediction"):
+        expected_calibration_error([True], [])
 
 
 def test_metrics_refuse_mismatched_lengths():
@@ -261,6 +277,38 @@ def test_eval_classify_reads_rows_as_the_index_tags_them(
     )
     assert code == 0 and json.loads(out)["in_documents"] == 0
     assert classifier.calls[-1][1] == ["", ""]
+
+
+def test_eval_classify_prints_calibration_and_the_confusion_matrix(
+    monkeypatch, capsys, tmp_path, headed_rows
+):
+    import json
+
+    import api.cli
+
+    rows = headed_rows[:2]
+    data = tmp_path / "rows.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"text": e.text, "label": e.label, "file": e.group}, ensure_ascii=False)
+            + "\n"
+            for e, _ in rows
+        ),
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(api.cli, "load_classifier", lambda *args, **kwargs: RecordingClassifier())
+    code, out, _ = _run_cli(monkeypatch, capsys, "eval", "classify", "--data", str(data))
+    assert code == 0
+    lines = out.splitlines()
+    # The stand-in answers `other` with 1/6 for every label: wrong unless the row is `other`.
+    right = sum(e.label == "other" for e, _ in rows) / len(rows)
+    assert f"expected calibration error={abs(right - 1 / len(TOPICS)):.3f}" in out
+    table = lines[lines.index("confusion (rows: gold, columns: predicted)") + 2 :]
+    assert [line.split()[0] for line in table] == list(TOPICS)
+    counts = {line.split()[0]: [int(n) for n in line.split()[1:]] for line in table}
+    for example, _ in rows:  # every row predicted `other`: the last column
+        assert counts[example.label][-1] >= 1
+    assert sum(map(sum, counts.values())) == len(rows)
 
 
 @pytest.mark.parametrize(
