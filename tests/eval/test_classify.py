@@ -248,6 +248,22 @@ def _run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     return int(exited.value.code or 0), captured.out, captured.err
 
 
+def _labelled_rows_file(folder: Path, examples: list[LabelledExample]) -> Path:
+    """Write `examples` as labelled rows naming their file, as the dev labels do."""
+    import json
+
+    data = folder / "rows.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"text": e.text, "label": e.label, "file": e.group}, ensure_ascii=False)
+            + "\n"
+            for e in examples
+        ),
+        encoding="utf-8",
+    )
+    return data
+
+
 def test_eval_classify_reads_rows_as_the_index_tags_them(
     monkeypatch, capsys, tmp_path, headed_rows
 ):
@@ -256,15 +272,7 @@ def test_eval_classify_reads_rows_as_the_index_tags_them(
     import api.cli
 
     rows = headed_rows[:2]
-    data = tmp_path / "rows.jsonl"
-    data.write_text(
-        "".join(
-            json.dumps({"text": e.text, "label": e.label, "file": e.group}, ensure_ascii=False)
-            + "\n"
-            for e, _ in rows
-        ),
-        encoding="utf-8",
-    )
+    data = _labelled_rows_file(tmp_path, [example for example, _ in rows])
     classifier = RecordingClassifier()
     monkeypatch.setattr(api.cli, "load_classifier", lambda *args, **kwargs: classifier)
 
@@ -282,20 +290,11 @@ def test_eval_classify_reads_rows_as_the_index_tags_them(
 def test_eval_classify_prints_calibration_and_the_confusion_matrix(
     monkeypatch, capsys, tmp_path, headed_rows
 ):
-    import json
 
     import api.cli
 
     rows = headed_rows[:2]
-    data = tmp_path / "rows.jsonl"
-    data.write_text(
-        "".join(
-            json.dumps({"text": e.text, "label": e.label, "file": e.group}, ensure_ascii=False)
-            + "\n"
-            for e, _ in rows
-        ),
-        encoding="utf-8",
-    )
+    data = _labelled_rows_file(tmp_path, [example for example, _ in rows])
     monkeypatch.setattr(api.cli, "load_classifier", lambda *args, **kwargs: RecordingClassifier())
     code, out, _ = _run_cli(monkeypatch, capsys, "eval", "classify", "--data", str(data))
     assert code == 0
