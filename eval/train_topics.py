@@ -90,7 +90,8 @@ def _table(title: str, result: dict[str, Any]) -> str:
     lines = [
         f"{title}: n={result['n']}  accuracy={result['accuracy']:.3f}  "
         f"macro-F1={result['macro_f1']:.3f}"
-        + (f"  log-loss={result['log_loss']:.3f}" if "log_loss" in result else ""),
+        + (f"  log-loss={result['log_loss']:.3f}" if "log_loss" in result else "")
+        + (f"  ECE={result['ece']:.3f}" if "ece" in result else ""),
         f"  {'label':<18} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}",
     ]
     for label, row in result["per_class"].items():
@@ -202,8 +203,9 @@ def _mean_metrics(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "matrix": np.sum([r["confusion"]["matrix"] for r in results], axis=0).tolist(),
         },
     }
-    if "log_loss" in first:
-        merged["log_loss"] = mean([r["log_loss"] for r in results])
+    for key in ("log_loss", "ece"):
+        if key in first:
+            merged[key] = mean([r[key] for r in results])
     if "by_source" in first:
         merged["by_source"] = {
             source: _mean_metrics([r["by_source"][source] for r in results])
@@ -218,8 +220,9 @@ def _rounded(result: dict[str, Any]) -> dict[str, Any]:
         summary["macro_f1_per_seed"] = [round(v, 4) for v in result["per_seed_macro_f1"]]
     summary["accuracy"] = round(result["accuracy"], 4)
     summary["per_class_f1"] = {k: round(v["f1"], 4) for k, v in result["per_class"].items()}
-    if "log_loss" in result:
-        summary["log_loss"] = round(result["log_loss"], 4)
+    for key in ("log_loss", "ece"):
+        if key in result:
+            summary[key] = round(result[key], 4)
     return summary
 
 
@@ -366,6 +369,8 @@ def run_document_context(data: TrainingSet, args: argparse.Namespace) -> dict[st
     so that each labelled paragraph can be read within its document as the indexer tags it
     (`TopicClassifier.predict(documents=...)`), at several document weights."""
     examples, tokens, embeddings, options = data.unpack()
+    from scipy.special import softmax
+
     from eval.classify import classification_metrics, document_folds
     from nlp.paragraphs import split_passages
     from nlp.reader import read_document
@@ -392,6 +397,7 @@ def run_document_context(data: TrainingSet, args: argparse.Namespace) -> dict[st
     gold = [examples[i].label for i in dev]
     for seed in args.seeds:
         predicted: dict[float, list[str]] = {w: [""] * len(dev) for w in weights}
+        scores: dict[float, list[dict[str, float]]] = {w: [{}] * len(dev) for w in weights}
         for train, test in document_folds([examples[i] for i in dev], args.folds, seed):
             held = {examples[dev[j]].group for j in test}
             rows = [dev[j] for j in train] + [i for i in extra if examples[i].group not in held]
@@ -434,8 +440,11 @@ def run_document_context(data: TrainingSet, args: argparse.Namespace) -> dict[st
                     group = examples[dev[j]].group
                     mixed = row + weight * means[group]
                     predicted[weight][j] = classifier.labels[int(mixed.argmax())]
+                    # The probabilities `predict` gives (the logits are temperature-scaled).
+                    probabilities = softmax(mixed)
+                    scores[weight][j] = dict(zip(head.labels, probabilities, strict=True))
         for weight in weights:
-            results[weight].append(classification_metrics(gold, predicted[weight]))
+            results[weight].append(classification_metrics(gold, predicted[weight], scores[weight]))
     summary = {}
     for weight in weights:
         merged = _mean_metrics(results[weight])
