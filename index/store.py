@@ -109,8 +109,14 @@ def read_manifest(root: str | os.PathLike[str]) -> Manifest | None:
     """Read `DIR/manifest.json`; None when the folder holds no index yet.
 
     Raises:
-        IndexError_: The manifest is unreadable or of an unknown format version.
+        IndexError_: `root` is a file, or the manifest is unreadable or of an unknown format
+            version.
     """
+    if Path(root).is_file():
+        raise IndexError_(
+            f"{root} is a file, not an index folder; pass --index with an index folder, or "
+            "a new folder name to create one"
+        )
     path = Path(root) / MANIFEST
     if not path.exists():
         return None
@@ -188,7 +194,13 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 
 @contextmanager
 def writer_lock(root: Path) -> Iterator[None]:
-    """Hold the index's writer lock; a second writer fails at once with a clear message."""
+    """Hold the index's writer lock; a second writer fails at once with a clear message.
+
+    Raises:
+        IndexError_: `root` is a file, or a folder holding files of something other than an
+            index (a writer must not put its folders among a user's documents).
+    """
+    _check_index_folder(root)
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".lock", "w") as handle:
         try:
@@ -201,6 +213,25 @@ def writer_lock(root: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _check_index_folder(root: Path) -> None:
+    if root.exists() and not root.is_dir():
+        raise IndexError_(
+            f"{root} is a file, not an index folder; pass --index with a new folder's name"
+        )
+    if root.is_dir() and not (root / MANIFEST).exists():
+        # Only what a writer leaves before its first manifest: the lock and generation folders.
+        foreign = sorted(
+            entry.name
+            for entry in root.iterdir()
+            if entry.name != ".lock" and not entry.name.startswith("gen-")
+        )
+        if foreign:
+            raise IndexError_(
+                f"{root} is not a vnsearch index (it holds {', '.join(foreign[:3])}"
+                f"{' ...' if len(foreign) > 3 else ''}); pass --index with a new or empty folder"
+            )
 
 
 def new_generation(root: Path, manifest: Manifest | None) -> tuple[int, Path]:

@@ -193,6 +193,21 @@ def test_second_writer_is_refused(tmp_path, docs, embedder):
         index_paths([docs], root, embedder)
 
 
+def test_an_index_path_that_is_a_file_or_a_folder_of_documents_is_refused(tmp_path, docs, embedder):
+    from nlp.errors import IndexError_
+
+    a_file = tmp_path / "idxfile"
+    a_file.write_text("", encoding="utf-8")
+    with pytest.raises(IndexError_, match="is a file, not an index folder"):
+        index_paths([docs], a_file, embedder)
+    with pytest.raises(IndexError_, match="is a file, not an index folder"):
+        Searcher(a_file, embedder)
+    before = sorted(p.name for p in docs.iterdir())
+    with pytest.raises(IndexError_, match="is not a vnsearch index.*new or empty folder"):
+        index_paths([docs], docs, embedder)
+    assert sorted(p.name for p in docs.iterdir()) == before  # nothing written among them
+
+
 def test_passages_are_embedded_under_their_innermost_heading(small_index, embedder):
     import numpy as np
 
