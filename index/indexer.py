@@ -54,7 +54,7 @@ SEGMENT_AHEAD_FILES = 4
 SCORER_MODULES = ("models.topics", "sklearn.feature_extraction.text", "sklearn.preprocessing")
 # Bump when reading, splitting or normalisation changes what passages a file gives: every file
 # is then re-read once (its unchanged paragraphs keep their ids and stored vectors).
-PASSAGE_FORMAT = 4
+PASSAGE_FORMAT = 5
 
 
 class PassageEmbedder(Protocol):

@@ -40,6 +40,18 @@ _MD_BOLD_LINE = re.compile(r"^\s*(\*\*|__)[^*_].*(\*\*|__)\s*[:?]?\s*$")
 BOLD_HEADING_RANK = 7  # under markdown's # levels, above numbered parts
 _TABLE_RULE = re.compile(r"^\|?[\s:|-]+\|?$")
 _RULE = re.compile(r"^[-=_*·.]{3,}$")
+# The line naming what a document is: a title's first words in official documents.
+_DOCUMENT_TYPE = re.compile(
+    r"^(BỘ LUẬT|LUẬT|HIẾN PHÁP|PHÁP LỆNH|NGHỊ QUYẾT|NGHỊ ĐỊNH|QUYẾT ĐỊNH|QUY ĐỊNH|QUY CHẾ|"
+    r"CHỈ THỊ|THÔNG TƯ|THÔNG BÁO|KẾT LUẬN|HƯỚNG DẪN|BÁO CÁO|KẾ HOẠCH|CHƯƠNG TRÌNH|ĐỀ ÁN|"
+    r"ĐIỀU LỆ|TỜ TRÌNH|CÔNG VĂN|CÔNG ĐIỆN|DIỄN VĂN|BÀI PHÁT BIỂU)\b"
+)
+# Banner lines above a title: the issuer over a rule, the national motto, the number.
+_BANNER = re.compile(
+    r"^(CỘNG HÒA XÃ HỘI CHỦ NGHĨA|CỘNG HOÀ XÃ HỘI CHỦ NGHĨA|ĐẢNG CỘNG SẢN VIỆT NAM|"
+    r"Độc lập|ĐỘC LẬP|Số\s*:|SỐ\s*:)"
+)
+_RULE_END = re.compile(r"[-=_*]{3,}\s*$")
 
 
 @dataclass(frozen=True)
@@ -178,6 +190,8 @@ def split_passages(document: RawDocument) -> list[Passage]:
             continue
         if len(text.split()) < MIN_PASSAGE_WORDS and not _SENTENCE_END.search(text):
             continue  # a bare label, a name under a signature, a stray table cell
+        if not any(ch.isalnum() for ch in text):
+            continue  # punctuation left over from a quote or a table: nothing to find
         for offset, piece in _cut_long(text):
             passages.append(
                 Passage(
@@ -221,8 +235,34 @@ def _strip_md(text: str) -> str:
 
 
 def _guess_title(document: RawDocument, blocks: list[tuple[int | None, str, int, int]]) -> str:
-    for rank, text, _, _ in blocks[:20]:
-        if rank == 1 or rank == 0:
+    """The title of a document that names none: its type line ("LUẬT" + "BÁO CHÍ", "NGHỊ
+    ĐỊNH" + what it rules on), else its first capitals or top heading that is not a banner
+    ("QUỐC HỘI ------", the national motto, "Số: ..."), else a short first line, else the file
+    name."""
+    first = blocks[:20]
+    for n, (rank, text, _, _) in enumerate(first):
+        if rank in (0, 1) and _DOCUMENT_TYPE.match(_strip_md(text)):
+            title = _strip_md(text)
+            following = first[n + 1] if n + 1 < len(first) else None
+            if (
+                _DOCUMENT_TYPE.fullmatch(title)
+                and following is not None
+                and following[0] in (None, BOLD_HEADING_RANK)
+                and len(following[1]) <= MAX_HEADING_CHARS
+            ):
+                title = f"{title} {_strip_md(following[1])}"  # "NGHỊ ĐỊNH" + "Quy định ..."
+            return title
+    for rank, text, _, _ in first:
+        if rank in (0, 1) and not _is_banner(_strip_md(text)):
             return _strip_md(text)
-    stem = document.path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    return stem
+    if first and first[0][0] is None:
+        line = _strip_md(first[0][1])
+        if len(line) <= MAX_HEADING_CHARS and not re.search(r"[.;,:]$", line):
+            return line
+    return document.path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
+def _is_banner(text: str) -> bool:
+    return bool(_BANNER.match(text) or _RULE_END.search(text)) or not any(
+        ch.isalnum() for ch in text
+    )

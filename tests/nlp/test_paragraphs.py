@@ -82,3 +82,29 @@ def test_a_lead_in_line_joins_the_item_after_it(corpus_dir):
 
 def test_empty_document_gives_no_passages():
     assert split_passages(RawDocument(path="x.txt", text="")) == []
+
+
+def test_a_law_without_a_given_title_is_titled_by_its_type_line_not_its_banner(corpus_dir):
+    law = corpus_dir / "laws" / "Luat-Bao-chi-2016-280645.txt"  # "QUỐC HỘI --------" on top
+    passages = split_passages(read_document(law))
+    assert passages[0].title == "LUẬT BÁO CHÍ"
+
+
+def test_a_decree_title_joins_its_type_word_and_what_it_rules_on(corpus_dir):
+    decree = corpus_dir / "party" / "c22591f10eec1dab.md"  # "NGHỊ ĐỊNH" over "Quy định ..."
+    title = split_passages(read_document(decree))[0].title
+    assert title.startswith("NGHỊ ĐỊNH Quy định") and "CHÍNH PHỦ" not in title
+
+
+def test_a_news_item_is_titled_by_its_first_line_not_its_file_name(corpus_dir):
+    news = next((corpus_dir / "party").glob("dcsvn-01-*"))
+    assert split_passages(read_document(news))[0].title == (
+        "Triển lãm ảnh thời sự nghệ thuật “Sắc xuân Trường Sa”"
+    )
+
+
+def test_a_line_of_punctuation_alone_is_not_a_passage(corpus_dir):
+    essay = corpus_dir / "background" / "rd-normal-01904125.txt"  # line 20 is '... ".'
+    assert '... ".' in essay.read_text(encoding="utf-8").splitlines()
+    texts = [p.text for p in split_passages(read_document(essay))]
+    assert texts and all(any(ch.isalnum() for ch in text) for text in texts)
