@@ -23,47 +23,76 @@ def _emit(obj: dict) -> None:
 
 def _read_records(
     texts: list[str] | None, input_file: Path | None, field: str = "text"
-) -> list[dict]:
+) -> list[tuple[str, dict]]:
     """Rows from arguments and/or a JSON Lines file (objects with `field`) or plain text lines.
 
-    Each row is a dict with `field`, plus the other fields of its JSON object.
+    Each row is `(where, row)`: where it came from ("argument 2", "FILE line 7", for messages)
+    and a dict with `field`, plus the other fields of its JSON object. A file may start with a
+    UTF-8 byte order mark.
+
+    Raises:
+        InvalidInputError: The file cannot be read, a JSON line is not an object whose `field`
+            is a string, or there is no input at all.
     """
     from nlp.errors import InvalidInputError
 
-    found: list[dict] = [{field: text} for text in texts or []]
+    found = [(f"argument {n}", {field: text}) for n, text in enumerate(texts or [], start=1)]
     if input_file is not None:
         try:
-            lines = input_file.read_text(encoding="utf-8").splitlines()
+            lines = input_file.read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInputError(f"cannot read {input_file}: {exc}") from None
         for number, line in enumerate(lines, start=1):
+            where = f"{input_file} line {number}"
             if not line.strip():
                 continue
-            if line.lstrip().startswith("{"):
-                try:
-                    row = json.loads(line)
-                    found.append({**row, field: str(row[field])})
-                except (ValueError, KeyError, TypeError):
-                    raise InvalidInputError(
-                        f"{input_file} line {number}: expected a JSON object with a {field!r} field"
-                    ) from None
-            else:
-                found.append({field: line})
+            if line.lstrip().startswith(("{", "[")):
+                row = _json_row(line, where, field)
+                if row is not None:
+                    found.append((where, row))
+                    continue
+            found.append((where, {field: line}))
     if not found:
         raise InvalidInputError("no input: give TEXT arguments or --input FILE")
-    for number, row in enumerate(found, start=1):
+    for where, row in found:
         try:
             row[field].encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidInputError(
-                f"input {number} is not valid UTF-8 text; pass UTF-8 text or save the file as UTF-8"
+                f"{where} is not valid UTF-8 text; pass UTF-8 text or save the file as UTF-8"
             ) from None
     return found
 
 
-def _read_texts(texts: list[str] | None, input_file: Path | None, field: str = "text") -> list[str]:
-    """Texts from arguments and/or a JSON Lines file (field `field`) or plain text lines."""
-    return [row[field] for row in _read_records(texts, input_file, field)]
+def _json_row(line: str, where: str, field: str) -> dict | None:
+    """The JSON object of a line, checked; None for a line that is not JSON (plain text)."""
+    from nlp.errors import InvalidInputError
+
+    try:
+        row = json.loads(line)
+    except ValueError:
+        if line.lstrip().startswith("["):
+            return None  # text that happens to open with a bracket
+        raise InvalidInputError(
+            f'{where}: not valid JSON; write one object per line, e.g. {{"{field}": "..."}}'
+        ) from None
+    if not isinstance(row, dict) or not isinstance(row.get(field), str):
+        raise InvalidInputError(
+            f"{where}: expected a JSON object whose {field!r} is a string, "
+            f'e.g. {{"{field}": "..."}}'
+        )
+    for key in ("section", "file"):
+        if row.get(key) is not None and not isinstance(row[key], str):
+            raise InvalidInputError(f"{where}: {key!r} must be a string (or left out)")
+    return row
+
+
+def _read_texts(
+    texts: list[str] | None, input_file: Path | None, field: str = "text"
+) -> list[tuple[str, str]]:
+    """`(where, text)` pairs from arguments and/or a JSON Lines file (field `field`) or plain
+    text lines (`_read_records`)."""
+    return [(where, row[field]) for where, row in _read_records(texts, input_file, field)]
 
 
 @app.command()
@@ -117,7 +146,7 @@ def embed(
 
     if kind not in ("passage", "query"):
         raise InvalidInputError(f"unknown --kind {kind!r}; use passage or query")
-    items = _read_texts(texts, input_file)
+    items = [text for _, text in _read_texts(texts, input_file)]
     embedder = load_embedder(model, device)
     vectors = embedder.embed_queries(items) if kind == "query" else embedder.embed_passages(items)
     np.save(out, np.asarray(vectors, dtype=np.float32), allow_pickle=False)
@@ -227,14 +256,32 @@ def search(
 ) -> None:
     """Search the index by meaning and exact terms (with or without diacritics)."""
     from index.search import validate_options, validate_query
+    from nlp.errors import InvalidInputError
 
     validate_options(mode, k, offset, topic)
     items = _read_texts([query] if query is not None else None, queries, field="query")
-    for item in items:  # refuse a bad query before the model takes seconds to load
-        validate_query(item)
+    # A bad query is reported where it stands and the others are answered; checked before the
+    # model takes seconds to load.
+    problems: dict[int, str] = {}
+    for n, (where, item) in enumerate(items):
+        try:
+            validate_query(item)
+        except InvalidInputError as exc:
+            problems[n] = f"{where}: {exc}"
+    if len(problems) == len(items):
+        raise InvalidInputError("; ".join(problems.values()))
     searcher = open_searcher(index_dir, model, device)
-    for result in searcher.batch_search(items, k, offset, mode, topic, doc, section):
-        _print_result(result.to_json(), as_json)
+    good = [item for n, (_, item) in enumerate(items) if n not in problems]
+    results = iter(searcher.batch_search(good, k, offset, mode, topic, doc, section))
+    for n, (_, item) in enumerate(items):
+        if n in problems:
+            if as_json:
+                _emit({"query": item, "error": problems[n]})
+            typer.echo(f"error: {problems[n]}", err=True)
+        else:
+            _print_result(next(results).to_json(), as_json)
+    if problems:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -298,12 +345,17 @@ def classify(
     under the corpus folder); a row whose document is found is read as the index reads it.
     """
     from models.topics import predict_within_documents
+    from nlp.errors import InvalidInputError
     from nlp.normalize import normalize_text
 
     corpus = _corpus_folder(documents, default=not alone, alone=alone)
-    rows = _read_records(texts, input_file)
-    sections = [normalize_text(str(row.get("section") or "")) for row in rows]
-    files = [str(row["file"]) if row.get("file") else None for row in rows]
+    records = _read_records(texts, input_file)
+    for where, row in records:
+        if not any(ch.isalnum() for ch in row["text"]):
+            raise InvalidInputError(f"{where} has no words to classify; give paragraph text")
+    rows = [row for _, row in records]
+    sections = [normalize_text(row.get("section") or "") for row in rows]
+    files = [row.get("file") or None for row in rows]
     classifier = load_classifier(model)
     if corpus is not None and any(files):
         predictions, within = predict_within_documents(

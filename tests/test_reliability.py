@@ -164,10 +164,40 @@ def test_cli_refuses_unreadable_query_files(vnsearch, small_index, tmp_path):
     assert_cli_error(
         vnsearch("search", "--queries", broken, "--index", small_index),
         "line 2",
-        "JSON object with a 'query' field",
+        "not valid JSON",
     )
     missing = tmp_path / "nowhere.jsonl"
     assert_cli_error(vnsearch("search", "--queries", missing, "--index", small_index))
+
+
+def test_cli_answers_the_good_queries_of_a_file_and_names_the_bad_line(
+    vnsearch, small_index, tmp_path
+):
+    queries = tmp_path / "queries.jsonl"  # saved by an editor that writes a byte order mark
+    queries.write_text('\ufeff{"query": "kỷ luật đảng viên"}\n???\ncông đoàn\n', encoding="utf-8")
+    outcome = vnsearch("search", "--queries", queries, "--index", small_index, "--json")
+    assert outcome.code == 1
+    first, bad, last = (json.loads(line) for line in outcome.out.splitlines())
+    assert first["query"] == "kỷ luật đảng viên" and first["hits"]
+    assert bad["query"] == "???" and "line 2" in bad["error"] and "empty" in bad["error"]
+    assert last["query"] == "công đoàn" and last["hits"]
+    assert "line 2" in outcome.err
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ('{"text": null}', ["line 1", "'text' is a string"]),
+        ('{"text": 123}', ["line 1", "'text' is a string"]),
+        ('["kiểm tra"]', ["line 1", "JSON object"]),
+        ('{"text": "Công tác kiểm tra", "section": 5}', ["line 1", "'section' must be a string"]),
+        ('{"text": "  "}', ["line 1", "no words to classify"]),
+    ],
+)
+def test_cli_classify_refuses_rows_of_the_wrong_shape(vnsearch, tmp_path, line, words):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(line + "\n", encoding="utf-8")
+    assert_cli_error(vnsearch("classify", "--input", rows, "--json"), *words)
 
 
 def hits_of(outcome: Outcome) -> list[tuple[str, float]]:
