@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from index.dense import build_dense, resolve_kind, save_dense
-from index.lexical import LexicalIndex
+from index.lexical import LexicalIndex, stored_analysis
 from index.query import DiacriticRestorer
 from index.store import (
     COPIES_FILE,
@@ -28,6 +28,7 @@ from index.store import (
     check_model,
     connect,
     first_copies,
+    generation_dir,
     new_generation,
     publish_generation,
     read_manifest,
@@ -38,7 +39,13 @@ from models.embedder import embed_under_headings, passage_input
 from nlp.errors import DocumentReadError
 from nlp.paragraphs import Passage
 from nlp.reader import ManifestTitles, ReadFailure, iter_files
-from nlp.segment import BackgroundSegmenter, BatchScorer, SegmentedDocument, token_terms
+from nlp.segment import (
+    LEXICAL_ANALYSIS,
+    BackgroundSegmenter,
+    BatchScorer,
+    SegmentedDocument,
+    token_terms,
+)
 
 EMBED_BATCH_PASSAGES = 256
 # The first batch is this small, and each next one twice the one before up to the above, so
@@ -230,7 +237,13 @@ def index_paths(
             conn.commit()
             kind = resolve_kind(dense_kind, _count(conn))
             unchanged = not (report.files_indexed or report.files_pruned)
-            if manifest is not None and unchanged and kind == manifest.dense_kind:
+            if (
+                manifest is not None
+                and unchanged
+                and kind == manifest.dense_kind
+                and stored_analysis(generation_dir(root, manifest.generation) / "lexical")
+                == LEXICAL_ANALYSIS
+            ):
                 conn.close()  # nothing changed: keep the current generation as it is
                 shutil.rmtree(tmp, ignore_errors=True)
                 report.passages = manifest.passages
@@ -537,7 +550,7 @@ def _finish_generation(
         dense = pool.submit(
             lambda: save_dense(build_dense(vectors, rowids, kind), folder / "dense.faiss")
         )
-        lexical = LexicalIndex.build_from_tokens(token_lists, rowids, token_terms)
+        lexical = LexicalIndex.build_from_tokens(token_lists, rowids, token_terms, LEXICAL_ANALYSIS)
         lexical.save(folder / "lexical")
         DiacriticRestorer.build(token_lists).save(folder / "restore.json")
         save_copies(folder / COPIES_FILE, first_copies(conn))

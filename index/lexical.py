@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,12 +21,18 @@ BM25_B = 0.3
 NO_TERMS = "\u2205"
 
 
+# Beside the bm25s arrays: the version of the analysis that made the terms
+# (`nlp.segment.LEXICAL_ANALYSIS`); a folder without it was made by version 1.
+ANALYSIS_FILE = "analysis.json"
+
+
 class LexicalIndex:
     """BM25 over lexical terms; positions map to passage row ids through `rowids`."""
 
-    def __init__(self, retriever, rowids: np.ndarray) -> None:  # noqa: ANN001
+    def __init__(self, retriever, rowids: np.ndarray, analysis: int = 1) -> None:  # noqa: ANN001
         self._retriever = retriever
         self.rowids = rowids
+        self.analysis = analysis
         self._position = {int(r): i for i, r in enumerate(rowids)}
 
     @classmethod
@@ -34,8 +41,10 @@ class LexicalIndex:
         tokens: Sequence[Sequence[str]],
         rowids: np.ndarray,
         terms_of: Callable[[str], Sequence[str]],
+        analysis: int = 1,
     ) -> LexicalIndex:
-        """Index one token list per passage, each token standing for the terms `terms_of` gives.
+        """Index one token list per passage, each token standing for the terms `terms_of` gives
+        (`analysis`: the version of that analysis, saved with the index).
 
         bm25s gets term ids rather than strings, and each distinct token's ids are worked out
         once. Over the 83,329 passages of the whole corpus every BM25 column was identical to
@@ -59,14 +68,15 @@ class LexicalIndex:
         retriever = bm25s.BM25(k1=BM25_K1, b=BM25_B)
         if corpus:
             retriever.index((corpus, vocabulary), show_progress=False)
-        return cls(retriever, np.asarray(rowids, dtype=np.int64))
+        return cls(retriever, np.asarray(rowids, dtype=np.int64), analysis)
 
     def save(self, folder: Path) -> None:
-        """Write the index as bm25s arrays plus `rowids.npy` (no pickle)."""
+        """Write the index as bm25s arrays plus `rowids.npy` and `analysis.json` (no pickle)."""
         folder.mkdir(parents=True, exist_ok=True)
         if len(self.rowids):
             self._retriever.save(str(folder))
         np.save(folder / "rowids.npy", self.rowids, allow_pickle=False)
+        (folder / ANALYSIS_FILE).write_text(json.dumps({"analysis": self.analysis}), "utf-8")
 
     @classmethod
     def load(cls, folder: Path) -> LexicalIndex:
@@ -75,7 +85,7 @@ class LexicalIndex:
 
         rowids = np.load(folder / "rowids.npy", allow_pickle=False)
         retriever = bm25s.BM25.load(str(folder)) if len(rowids) else bm25s.BM25()
-        return cls(retriever, rowids)
+        return cls(retriever, rowids, stored_analysis(folder))
 
     def __len__(self) -> int:
         return len(self.rowids)
@@ -121,3 +131,11 @@ class LexicalIndex:
                 start, end = indptr[column], indptr[column + 1]
                 scores[indices[start:end]] += data[start:end]
         return scores
+
+
+def stored_analysis(folder: Path) -> int:
+    """The analysis version of the lexical index saved in `folder` (1 when not recorded)."""
+    try:
+        return int(json.loads((folder / ANALYSIS_FILE).read_text("utf-8"))["analysis"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1

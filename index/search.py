@@ -162,7 +162,9 @@ def highlight(text: str, query: str, words: int = SNIPPET_WORDS) -> str:
     # The stand-ins for the tags must not come from the text itself.
     tokens = text.replace(_MARK_OPEN, "").replace(_MARK_CLOSE, "").split()
     marks = np.fromiter(
-        (_match_key(token, exact) in wanted for token in tokens), dtype=np.int32, count=len(tokens)
+        (not wanted.isdisjoint(_match_keys(token, exact)) for token in tokens),
+        dtype=np.int32,
+        count=len(tokens),
     )
     # The window of `words` tokens with the most matches; the first one on ties.
     best_start = 0
@@ -182,11 +184,18 @@ def highlight(text: str, query: str, words: int = SNIPPET_WORDS) -> str:
     return prefix + snippet.replace(_MARK_OPEN, "<mark>").replace(_MARK_CLOSE, "</mark>") + suffix
 
 
+def _has_letters(text: str) -> bool:
+    return any(ch.isalpha() for ch in text)
+
+
 @lru_cache(maxsize=1 << 16)
-def _match_key(token: str, exact: bool) -> str:
-    # Cached per word: building the ten snippets of a page was 1-3 ms of every search.
-    core = _NON_WORD.sub("", token)
-    return (core.lower() if exact else fold_accents(core)) if core else "\0"
+def _match_keys(token: str, exact: bool) -> frozenset[str]:
+    # Cached per word: building the ten snippets of a page was 1-3 ms of every search. A token
+    # with punctuation inside ("COVID-19", "1.587") is marked for any of its parts, as the
+    # lexical index finds it by them.
+    key = str.lower if exact else fold_accents
+    parts = [part for part in _NON_WORD.split(token) if part]
+    return frozenset(key(part) for part in [*parts, "".join(parts)] if part)
 
 
 @dataclass
@@ -396,7 +405,9 @@ class Searcher:
             results = []
             for i, text in enumerate(texts):
                 lex_scores, lex_ids = lexical_hits[i]
-                ranked = self._rank(mode, lex_ids, lex_scores, dense_ids[i], dense_scores[i])
+                ranked = self._rank(
+                    mode, lex_ids, lex_scores, dense_ids[i], dense_scores[i], _has_letters(text)
+                )
                 ranked = _without_copies(ranked, self._first_copy)
                 page = ranked[offset : offset + k]
                 hits = self._hits(page, offset, text)
@@ -417,6 +428,7 @@ class Searcher:
         lex_scores: np.ndarray,
         dense_ids: np.ndarray,
         dense_scores: np.ndarray,
+        letters: bool = True,
     ) -> list[tuple[int, float]]:
         if mode == "lexical":
             return list(zip(lex_ids.tolist(), lex_scores.tolist(), strict=True))
@@ -424,6 +436,10 @@ class Searcher:
             return list(zip(dense_ids.tolist(), dense_scores.tolist(), strict=True))
         settings = self.fusion
         weights = [settings.lexical_weight, settings.dense_weight]
+        if not letters:
+            # "151", "2.345", "01/2022": the vector of a number means nothing, and its nearest
+            # passages buried the one exact match (7th of 10); such a query is matched exactly.
+            weights = [1.0, 0.0]
         if settings.method == "rrf":
             return reciprocal_rank_fusion([lex_ids, dense_ids], weights, settings.rrf_k)
         return score_fusion([(lex_ids, lex_scores), (dense_ids, dense_scores)], weights)

@@ -190,8 +190,8 @@ def split_passages(document: RawDocument) -> list[Passage]:
             continue
         if len(text.split()) < MIN_PASSAGE_WORDS and not _SENTENCE_END.search(text):
             continue  # a bare label, a name under a signature, a stray table cell
-        if not any(ch.isalnum() for ch in text):
-            continue  # punctuation left over from a quote or a table: nothing to find
+        if not any(ch.isalpha() for ch in text):
+            continue  # "1.", '... ".', a table row of figures: no words to find or read
         for offset, piece in _cut_long(text):
             passages.append(
                 Passage(

@@ -227,13 +227,24 @@ def _is_word(token: str) -> bool:
     return any(ch.isalnum() for ch in token)
 
 
+# Bump when `token_terms` or `query_terms` change what a passage or a query is matched on: an
+# index whose lexical part was built by another version is rebuilt by `vnsearch index`.
+LEXICAL_ANALYSIS = 2
+# Inside a token: the syllable joint of a segmented word and the punctuation of "COVID-19",
+# "Việt Nam-Campuchia", "1.587" or "301-QĐ/TW".
+_PARTS = re.compile(r"[\W_]+")
+_EDGE = re.compile(r"^[\W_]+|[\W_]+$")
+
+
 def lexical_terms(tokens: Sequence[str]) -> list[str]:
     """Return the lexical-index terms of a passage's segmented tokens.
 
-    Each word appears lower-cased as itself (`kỷ_luật`); a word with diacritics also appears
-    accent-folded (`ky_luat`), and a multi-syllable word also as its folded syllables (`ky`,
-    `luat`), so that a query typed without diacritics, which cannot be segmented reliably,
-    matches by syllables and syllable pairs (see `query_terms`).
+    Each word appears lower-cased as itself (`kỷ_luật`) and, when it has diacritics,
+    accent-folded (`ky_luat`). A word of several syllables or a token with punctuation inside
+    ("covid-19", "1.587") also appears as its parts, as written and folded (`kỷ`, `luật`, `ky`,
+    `luat`; `covid`, `19`), so that a query matches a syllable inside a compound, a compound
+    the query's segmentation cut elsewhere, and a part of a hyphenated name or number (see
+    `query_terms`).
     """
     terms: list[str] = []
     for token in tokens:
@@ -249,22 +260,33 @@ def token_terms(token: str) -> tuple[str, ...]:
     word = token.lower()
     if not _is_word(word):
         return ()
-    folded = fold_accents(word)
-    terms = [word] if folded == word else [word, folded]
-    if "_" in folded:
-        terms.extend(s for s in folded.split("_") if s)
+    terms = dict.fromkeys([word, fold_accents(word)])
+    syllables = [s for s in (_EDGE.sub("", s) for s in word.split("_")) if s]
+    for syllable in syllables if len(syllables) > 1 else []:  # "25.527_suất": "25.527"
+        terms.update(dict.fromkeys([syllable, fold_accents(syllable)]))
+    for syllable in syllables:
+        parts = [part for part in _PARTS.split(syllable) if part]
+        for part in parts if len(parts) > 1 else []:  # "covid-19": "covid", "19"
+            terms.update(dict.fromkeys([part, fold_accents(part)]))
     return tuple(terms)
 
 
 def query_terms(query: str) -> list[str]:
     """Return the lexical terms of a normalised query.
 
-    A query with diacritics is segmented like the passages and matched on exact words. A query
-    without diacritics is matched on its syllables and adjacent syllable pairs (`ky`, `luat`,
-    `ky_luat`), which meet the folded words and syllables of `lexical_terms`.
+    The query's syllables and adjacent syllable pairs (`kỷ`, `luật`, `kỷ_luật`) meet the words
+    and parts of `lexical_terms`, whatever the query's own segmentation: a two-syllable word is
+    its pair, and a longer one or a syllable inside a compound meets the parts. A token with
+    punctuation inside ("1.587", "covid-19") is also a term as a whole. A query with diacritics
+    adds its segmented words and is matched as written; one without is matched on the
+    accent-folded forms.
     """
-    if has_diacritics(query):
-        return [t.lower() for t in segment_text(query) if _is_word(t)]
-    syllables = [s for s in re.split(r"[^\w]+", query.lower()) if s]
+    text = query.lower()
+    exact = has_diacritics(query)
+    if not exact:
+        text = fold_accents(text)
+    whole = [t for t in (_EDGE.sub("", token) for token in text.split()) if _PARTS.search(t)]
+    syllables = [s for s in _PARTS.split(text) if s]
     pairs = [f"{a}_{b}" for a, b in zip(syllables, syllables[1:], strict=False)]
-    return syllables + pairs
+    words = [t.lower() for t in segment_text(query) if _is_word(t) and "_" in t] if exact else []
+    return list(dict.fromkeys(words + whole + syllables + pairs))

@@ -54,6 +54,28 @@ def test_a_changed_file_re_embeds_only_its_changed_paragraph(tmp_path, docs, emb
     assert "152 đảng viên" in searcher.search("kỷ luật đảng viên", k=1).hits[0].text
 
 
+def test_an_index_with_an_older_lexical_analysis_is_rebuilt_without_embedding(
+    tmp_path, docs, embedder
+):
+    import json
+
+    from index.lexical import ANALYSIS_FILE, stored_analysis
+    from index.store import generation_dir
+    from nlp.segment import LEXICAL_ANALYSIS
+
+    root = tmp_path / "idx"
+    index_paths([docs], root, embedder)
+    lexical = generation_dir(root, read_manifest(root).generation) / "lexical"
+    assert stored_analysis(lexical) == LEXICAL_ANALYSIS
+    (lexical / ANALYSIS_FILE).write_text(json.dumps({"analysis": 1}), "utf-8")
+    before = read_manifest(root).generation
+    again = index_paths([docs], root, embedder)
+    assert again.passages_embedded == 0 and read_manifest(root).generation == before + 1
+    lexical = generation_dir(root, read_manifest(root).generation) / "lexical"
+    assert stored_analysis(lexical) == LEXICAL_ANALYSIS
+    assert Searcher(root, embedder).search("thoại", mode="lexical", k=1).hits
+
+
 def test_prune_drops_files_that_are_gone(tmp_path, docs, embedder):
     root = tmp_path / "idx"
     index_paths([docs], root, embedder)

@@ -17,9 +17,33 @@ def test_folded_query_terms_meet_passage_terms(report_path):
     passages = split_passages(read_document(report_path))
     [tokens] = segment_texts([p.text for p in passages if "151 đảng viên" in p.text])
     terms = set(lexical_terms(tokens))
-    assert {"kỷ_luật", "đảng_viên"} <= set(query_terms("kỷ luật đảng viên")) <= terms
+    words = {"kỷ_luật", "đảng_viên", "kỷ", "luật", "đảng", "viên"}
+    assert words <= set(query_terms("kỷ luật đảng viên")) and words <= terms
     assert {"ky_luat", "dang_vien", "ky", "luat"} <= set(query_terms("ky luat dang vien"))
     assert {"ky_luat", "dang_vien"} <= terms
+
+
+def _report_terms(report_path, phrase: str) -> set[str]:
+    passages = split_passages(read_document(report_path))
+    tokens = segment_texts([p.text for p in passages if phrase in p.text])
+    return {term for passage in tokens for term in lexical_terms(passage)}
+
+
+def test_a_syllable_inside_a_compound_word_is_a_term(report_path):
+    terms = _report_terms(report_path, "đối thoại")  # segmented as one word, đối_thoại
+    assert "đối_thoại" in terms
+    assert set(query_terms("thoại")) <= terms
+    assert {"chấn_hưng", "văn_hoá"} <= set(query_terms("chấn hưng văn hoá"))  # any segmentation
+
+
+def test_hyphenated_names_and_grouped_numbers_match_whole_and_by_parts(report_path):
+    terms = _report_terms(report_path, "Covid-19")
+    assert {"covid-19", "covid", "19"} <= terms
+    assert "covid-19" in query_terms("COVID-19") and set(query_terms("covid")) <= terms
+    numbers = _report_terms(report_path, "25.527 suất quà")
+    assert "25.527" in numbers and "25.527" in query_terms("25.527")
+    marked = highlight("phòng chống dịch Covid-19; tặng 25.527 suất quà", "covid 25.527")
+    assert "<mark>Covid-19</mark>" in marked and "<mark>25.527</mark>" in marked
 
 
 def test_rrf_orders_by_weighted_reciprocal_rank():

@@ -11,6 +11,12 @@ def test_discipline_query_finds_the_151_paragraph_in_top_3(searcher, mode):
     assert any(DISCIPLINE in hit.text for hit in result.hits)
 
 
+@pytest.mark.parametrize("query", ["151", "ky luat 151 dang vien", "kỷ luật 151 đảng viên"])
+def test_a_number_in_the_query_finds_the_paragraph_that_has_it_first(rival_searcher, query):
+    # A number alone is matched exactly: its vector's neighbours had buried it (7th).
+    assert DISCIPLINE in rival_searcher.search(query, k=1).hits[0].text
+
+
 CHARTER = "b5766b5f7caa1268.md"  # the Party Charter: its chapter VIII is on discipline
 CHARTER_FAQ = "643208162c2d61a3.md"  # a guide that quotes the charter's article 36
 QUOTED = "Bộ Chính trị, Ban Bí thư quyết định các hình thức kỷ luật đảng viên"

@@ -1,3 +1,5 @@
+import pytest
+
 from nlp.paragraphs import split_passages
 from nlp.reader import RawDocument, read_document
 
@@ -103,8 +105,15 @@ def test_a_news_item_is_titled_by_its_first_line_not_its_file_name(corpus_dir):
     )
 
 
-def test_a_line_of_punctuation_alone_is_not_a_passage(corpus_dir):
-    essay = corpus_dir / "background" / "rd-normal-01904125.txt"  # line 20 is '... ".'
-    assert '... ".' in essay.read_text(encoding="utf-8").splitlines()
-    texts = [p.text for p in split_passages(read_document(essay))]
-    assert texts and all(any(ch.isalnum() for ch in text) for text in texts)
+@pytest.mark.parametrize(
+    ("name", "line"),
+    [
+        ("background/rd-normal-01904125.txt", '... ".'),  # the end of a quote
+        ("party/rd-difficult-00001576.txt", "1."),  # a list number on its own line
+    ],
+)
+def test_a_line_without_letters_is_not_a_passage(corpus_dir, name, line):
+    document = corpus_dir / name
+    assert line in [text.strip() for text in document.read_text(encoding="utf-8").splitlines()]
+    texts = [p.text for p in split_passages(read_document(document))]
+    assert texts and all(any(ch.isalpha() for ch in text) for text in texts)
