@@ -41,6 +41,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 1 << 20
 MAX_FILTER_CHARS = 300
 MAX_CONTEXT = 20
+MAX_DOCUMENTS = 100_000  # a page of /documents; the default lists them all
 RELOAD_INTERVAL_S = 1.0
 # Searched once when an index is loaded, so that the first user's search finds it warm.
 WARM_UP_QUERY = "kỷ luật đảng viên"
@@ -318,11 +319,21 @@ def _add_api_routes(app: FastAPI) -> None:
         passage, around = found
         return {"passage": vars(passage), "neighbours": [vars(p) for p in around]}
 
-    @app.get("/documents", response_model=DocumentListOut, tags=["browse"])
-    def list_documents(searcher: SearcherDep) -> dict:
-        """List every indexed document with its passage and per-topic counts."""
-        documents = [_document_json(d) for d in searcher.documents()]
-        return {"total": len(documents), "documents": documents}
+    @app.get(
+        "/documents", response_model=DocumentListOut, tags=["browse"], responses=ERROR_RESPONSES
+    )
+    def list_documents(
+        searcher: SearcherDep,
+        doc: DocFilter = None,
+        limit: Annotated[
+            int, Query(ge=1, le=MAX_DOCUMENTS, description="Documents per page.")
+        ] = MAX_DOCUMENTS,
+        offset: Offset = 0,
+    ) -> dict:
+        """List indexed documents with their passage and per-topic counts, in path order."""
+        documents = searcher.documents(doc)
+        page = [_document_json(d) for d in documents[offset : offset + limit]]
+        return {"total": len(documents), "documents": page}
 
     @app.get(
         "/documents/{doc_id}",

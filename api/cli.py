@@ -182,7 +182,13 @@ def index(
 
     from index.indexer import default_segment_workers, index_paths
     from index.store import read_manifest
+    from nlp.errors import InvalidInputError
+    from nlp.reader import SUPPORTED_SUFFIXES
 
+    if workers is not None and workers < 0:
+        raise InvalidInputError(
+            f"--workers must be 0 (segment in this process) or more, not {workers}"
+        )
     manifest = read_manifest(index_dir)
     embedder = load_embedder(model or (manifest.model.name if manifest else None), device)
     classifier = load_classifier(topic_model)
@@ -217,13 +223,27 @@ def index(
     else:
         for failure in report.files_failed:
             typer.echo(f"skipped {failure.path}: {failure.error}", err=True)
+        pruned = f", {report.files_pruned} pruned" if prune else ""
         typer.echo(
-            f"{index_dir}: {report.files_indexed} files indexed, {report.files_skipped} unchanged, "
-            f"{len(report.files_failed)} failed; {report.passages} passages "
-            f"({report.passages_embedded} embedded) in {report.seconds:.1f} s"
+            f"{index_dir}: {_count(report.files_indexed, 'file')} indexed, "
+            f"{report.files_skipped} unchanged, {len(report.files_failed)} failed{pruned}; "
+            f"{_count(report.passages, 'passage')} ({report.passages_embedded} embedded) "
+            f"in {report.seconds:.1f} s"
         )
+    found = report.files_indexed + report.files_skipped + len(report.files_failed)
+    if not found and not prune:
+        typer.echo(
+            f"error: no {', '.join(SUPPORTED_SUFFIXES)} files found in "
+            f"{', '.join(map(str, paths))}; pass the files or folders holding your documents",
+            err=True,
+        )
+        raise typer.Exit(1)
     if report.files_failed and not (report.files_indexed or report.files_skipped):
         raise typer.Exit(1)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _print_result(result: dict, as_json: bool) -> None:
@@ -233,7 +253,8 @@ def _print_result(result: dict, as_json: bool) -> None:
     typer.echo(f"{result['total']} matches for {result['query']!r} ({result['mode']})")
     for hit in result["hits"]:
         topic = f" [{hit['topic']}]" if hit["topic"] else ""
-        typer.echo(f"{hit['rank']:>3}. {hit['title']} — {hit['section']}{topic}")
+        where = f" — {hit['section']}" if hit["section"] else ""
+        typer.echo(f"{hit['rank']:>3}. {hit['title']}{where}{topic}")
         typer.echo(f"     {hit['doc']}#{hit['paragraph']}  score {hit['score']:.4f}")
         snippet = hit["highlight"].replace("<mark>", "\033[1m").replace("</mark>", "\033[0m")
         typer.echo(f"     {snippet}")
@@ -258,6 +279,7 @@ def search(
     from index.search import validate_options, validate_query
     from nlp.errors import InvalidInputError
 
+    mode, topic = mode.lower(), topic.lower() if topic else topic
     validate_options(mode, k, offset, topic)
     items = _read_texts([query] if query is not None else None, queries, field="query")
     # A bad query is reported where it stands and the others are answered; checked before the
@@ -297,10 +319,17 @@ def passages(
 ) -> None:
     """List topic-tagged passages with their document and section, or per-document facets."""
     from index.search import Searcher
+    from nlp.errors import InvalidInputError
 
+    topic = topic.lower() if topic else topic
     searcher = Searcher(index_dir, None)
     if facets:
-        for document in searcher.documents():
+        if topic is not None or section is not None:
+            raise InvalidInputError(
+                "--facets counts every topic of each document; drop --topic and --section "
+                "(--doc picks the documents)"
+            )
+        for document in searcher.documents(doc):
             record = vars(document)
             if as_json:
                 _emit(record)
@@ -315,7 +344,8 @@ def passages(
         if as_json:
             _emit(vars(record))
         else:
-            typer.echo(f"[{record.topic}] {record.doc}#{record.paragraph} — {record.section}")
+            where = f" — {record.section}" if record.section else ""
+            typer.echo(f"[{record.topic}] {record.doc}#{record.paragraph}{where}")
             typer.echo(f"     {record.text[:300]}")
 
 

@@ -97,7 +97,7 @@ class DocumentOut(BaseModel):
 
 
 class DocumentListOut(BaseModel):
-    """Every indexed document."""
+    """Indexed documents: `total` match, `documents` is the page asked for."""
 
     total: int
     documents: list[DocumentOut]

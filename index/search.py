@@ -127,8 +127,14 @@ def validate_query(query: str) -> str:
             f"the query has {len(query)} characters; the limit is {MAX_QUERY_CHARS}"
         )
     text = normalize_text(query)
-    if not any(ch.isalnum() for ch in text):
+    if not text.strip():
         raise InvalidInputError("the query is empty; type some words to search for")
+    if not any(ch.isalnum() for ch in text):
+        if set(text) <= {"\ufffd", " "}:  # bytes that were not text
+            raise InvalidInputError("the query is empty once its invalid bytes are dropped")
+        raise InvalidInputError(
+            f"the query {text[:40]!r} has no letters or digits to search for; type words or numbers"
+        )
     return text
 
 
@@ -324,7 +330,8 @@ class Searcher:
         if topic is None and doc is None and section is None:
             return None
         sql, args = (
-            "SELECT p.id, d.path, p.section FROM passages p JOIN documents d ON d.id = p.doc_id",
+            "SELECT p.id, d.path, d.key, p.section FROM passages p "
+            "JOIN documents d ON d.id = p.doc_id",
             [],
         )
         if topic is not None:
@@ -333,7 +340,7 @@ class Searcher:
         wanted_section = fold_accents(section) if section else None
         ids = []
         for row in self._conn.execute(sql, args):
-            if doc is not None and not _doc_matches(row["path"], doc):
+            if doc is not None and not _doc_matches(row["path"], doc, row["key"]):
                 continue
             if wanted_section and wanted_section not in fold_accents(row["section"]):
                 continue
@@ -510,8 +517,12 @@ class Searcher:
             ).fetchall()
         return PassageRecord.from_row(row), [PassageRecord.from_row(r) for r in around]
 
-    def documents(self) -> list[DocumentRecord]:
-        """Return every indexed document with passage and per-topic counts (facets)."""
+    def documents(self, doc: str | None = None) -> list[DocumentRecord]:
+        """Return the indexed documents with passage and per-topic counts (facets).
+
+        Args:
+            doc: Only documents whose path (or file name) matches this glob, as in `search`.
+        """
         with self._lock:
             counts: dict[int, dict[str, int]] = {}
             for row in self._conn.execute(
@@ -519,9 +530,13 @@ class Searcher:
             ):
                 if row["topic"]:
                     counts.setdefault(row["doc_id"], {})[row["topic"]] = row["n"]
-            rows = self._conn.execute(
-                "SELECT id, path, title, n_passages, sha256 FROM documents ORDER BY path"
-            ).fetchall()
+            rows = [
+                row
+                for row in self._conn.execute(
+                    "SELECT id, key, path, title, n_passages, sha256 FROM documents ORDER BY path"
+                )
+                if doc is None or _doc_matches(row["path"], doc, row["key"])
+            ]
         return [
             DocumentRecord(
                 r["id"],
@@ -592,10 +607,13 @@ def _without_copies(
     return kept
 
 
-def _doc_matches(path: str, pattern: str) -> bool:
+def _doc_matches(path: str, pattern: str, key: str = "") -> bool:
+    # `path` is shown as given when indexing (often relative), `key` is the absolute path: a
+    # pattern starting with "/" is matched against that.
     name = path.rsplit("/", 1)[-1]
+    target = key if pattern.startswith("/") and key else path
     return (
-        fnmatch.fnmatchcase(path, pattern)
+        fnmatch.fnmatchcase(target, pattern)
         or fnmatch.fnmatchcase(name, pattern)
-        or (not any(ch in pattern for ch in "*?[") and pattern in path)
+        or (not any(ch in pattern for ch in "*?[") and pattern in target)
     )

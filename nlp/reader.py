@@ -71,8 +71,13 @@ def _read_docx(path: str) -> tuple[str, str | None]:
 
 
 def _read_pdf(path: str) -> tuple[str, str | None]:
+    import logging
+
     import pypdf  # lazy
 
+    # pypdf logs what it repairs ("EOF marker not found") on stderr; a file it cannot read
+    # raises, and is reported with the reason like any other.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         reader = pypdf.PdfReader(path)
         pages = [page.extract_text() or "" for page in reader.pages]

@@ -103,7 +103,7 @@ def assert_cli_error(outcome: Outcome, *words: str) -> None:
     [
         ("", ["empty"]),
         ("   \t ", ["empty"]),
-        ("?!… —", ["empty"]),
+        ("?!… —", ["no letters or digits"]),
         ("\x00\x01\x02\x1b\x7f", ["empty"]),
         ("\u200b\u200d\ufeff", ["empty"]),
         ("đảng viên " * 10_000, ["100000 characters", str(MAX_QUERY_CHARS)]),
@@ -179,7 +179,7 @@ def test_cli_answers_the_good_queries_of_a_file_and_names_the_bad_line(
     assert outcome.code == 1
     first, bad, last = (json.loads(line) for line in outcome.out.splitlines())
     assert first["query"] == "kỷ luật đảng viên" and first["hits"]
-    assert bad["query"] == "???" and "line 2" in bad["error"] and "empty" in bad["error"]
+    assert bad["query"] == "???" and "line 2" in bad["error"] and "no letters" in bad["error"]
     assert last["query"] == "công đoàn" and last["hits"]
     assert "line 2" in outcome.err
 
@@ -343,6 +343,36 @@ def test_bad_files_are_named_as_skipped_and_the_index_is_unchanged(
         assert f"skipped {bad_files / name}:" in only_bad.err, only_bad.err
     assert "0 files indexed" in only_bad.out
     assert index_state(index_copy, embedder) == before
+
+
+def test_a_folder_without_documents_or_bad_workers_is_refused_with_the_fix(
+    vnsearch, index_copy, tmp_path, embedder
+):
+    before = index_state(index_copy, embedder)
+    empty = tmp_path / "exports"
+    empty.mkdir()
+    (empty / "table.csv").write_text("a,b\n", encoding="utf-8")
+    outcome = vnsearch("index", empty, "--index", index_copy)
+    assert outcome.code == 1 and "no .txt, .md, .docx, .pdf files found" in outcome.err
+    assert_cli_error(
+        vnsearch("index", empty, "--index", index_copy, "--workers", "-1"), "--workers"
+    )
+    assert index_state(index_copy, embedder) == before
+
+
+def test_cli_listing_options_read_as_a_user_types_them(vnsearch, small_index):
+    upper = vnsearch("search", "kỷ luật", "--index", small_index, "--mode", "LEXICAL", "--json")
+    assert upper.code == 0 and json.loads(upper.out)["mode"] == "lexical"
+    facets = vnsearch("passages", "--index", small_index, "--facets", "--doc", "*hai-duong*")
+    assert facets.code == 0 and len(facets.out.splitlines()) == 1
+    assert_cli_error(
+        vnsearch("passages", "--index", small_index, "--facets", "--topic", "inspection"),
+        "drop --topic",
+    )
+    absolute = vnsearch(
+        "passages", "--index", small_index, "--doc", "/*/hai-duong*", "--limit", "1", "--json"
+    )
+    assert absolute.code == 0 and "hai-duong" in absolute.out
 
 
 def test_a_missing_path_is_reported_not_indexed(vnsearch, index_copy, tmp_path, embedder):

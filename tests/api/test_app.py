@@ -110,7 +110,7 @@ def test_search_with_a_filter_matching_nothing_is_empty_not_an_error(client):
         ({"q": ""}, ["q"]),
         ({"q": "   "}, ["empty"]),
         ({"q": " \t\n "}, ["empty"]),
-        ({"q": "?!…"}, ["empty"]),
+        ({"q": "?!…"}, ["no letters or digits"]),
         ({"q": "a" * (MAX_QUERY_CHARS + 1)}, ["q", str(MAX_QUERY_CHARS)]),
         ({"q": "x", "k": 0}, ["k", "1"]),
         ({"q": "x", "k": MAX_K + 1}, ["k", str(MAX_K)]),
@@ -207,6 +207,14 @@ def test_documents_list_counts(client, searcher):
         assert set(document) == {"id", "title", "path", "passages", "topics", "sha256"}
         assert sum(document["topics"].values()) <= document["passages"]
         assert set(document["topics"]) <= set(TOPICS)
+
+
+def test_documents_page_and_filter_by_path(client, searcher):
+    everything = client.get("/documents").json()["documents"]
+    page = client.get("/documents", params={"limit": 1, "offset": 1}).json()
+    assert page["total"] == len(everything) and page["documents"] == everything[1:2]
+    report = client.get("/documents", params={"doc": "*hai-duong*"}).json()
+    assert report["total"] == 1 and "hai-duong" in report["documents"][0]["path"]
 
 
 def test_document_comes_with_its_passages(client):
