@@ -44,6 +44,7 @@ from nlp.segment import (
     BackgroundSegmenter,
     BatchScorer,
     SegmentedDocument,
+    section_tokens,
     token_terms,
 )
 
@@ -538,9 +539,13 @@ def _prune(conn: sqlite3.Connection) -> int:
 def _finish_generation(
     conn: sqlite3.Connection, folder: Path, kind: str, dim: int
 ) -> tuple[int, int, str]:
-    rows = conn.execute("SELECT id, tokens, vector FROM passages ORDER BY id").fetchall()
+    rows = conn.execute("SELECT id, tokens, section, vector FROM passages ORDER BY id").fetchall()
     rowids = np.array([row["id"] for row in rows], dtype=np.int64)
     token_lists = [row["tokens"].split(" ") if row["tokens"] else [] for row in rows]
+    lexical_tokens = [
+        tokens + section_tokens(row["section"])
+        for tokens, row in zip(token_lists, rows, strict=True)
+    ]
     if rows:
         vectors = np.stack([np.frombuffer(row["vector"], dtype=np.float32) for row in rows])
     else:
@@ -550,7 +555,9 @@ def _finish_generation(
         dense = pool.submit(
             lambda: save_dense(build_dense(vectors, rowids, kind), folder / "dense.faiss")
         )
-        lexical = LexicalIndex.build_from_tokens(token_lists, rowids, token_terms, LEXICAL_ANALYSIS)
+        lexical = LexicalIndex.build_from_tokens(
+            lexical_tokens, rowids, token_terms, LEXICAL_ANALYSIS
+        )
         lexical.save(folder / "lexical")
         DiacriticRestorer.build(token_lists).save(folder / "restore.json")
         save_copies(folder / COPIES_FILE, first_copies(conn))

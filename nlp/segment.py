@@ -271,6 +271,19 @@ def token_terms(token: str) -> tuple[str, ...]:
     return tuple(terms)
 
 
+_ARTICLE_HEADING = re.compile(r"^Điều\s+(\d+[a-z]?)\b")
+
+
+def section_tokens(section: str) -> list[str]:
+    """Tokens a passage's section path adds to its lexical terms: the label of the article it
+    sits in, as one word ("Điều_5"), so that the query `Điều 5` (whose pair is `điều_5`) finds
+    the paragraphs of that article, whose heading is section metadata, not text."""
+    for heading in reversed(section.split(" > ")) if section else []:
+        if (match := _ARTICLE_HEADING.match(heading.strip())) is not None:
+            return [f"Điều_{match.group(1)}"]
+    return []
+
+
 def query_terms(query: str) -> list[str]:
     """Return the lexical terms of a normalised query.
 

@@ -3,7 +3,7 @@ from index.query import DiacriticRestorer
 from index.search import highlight
 from nlp.paragraphs import split_passages
 from nlp.reader import read_document
-from nlp.segment import lexical_terms, query_terms, segment_texts
+from nlp.segment import lexical_terms, query_terms, section_tokens, segment_texts, token_terms
 
 
 def test_restorer_learns_accents_from_real_passages(report_path):
@@ -69,3 +69,10 @@ def test_score_fusion_sums_min_max_normalised_scores():
     dense = (np.array([3, 4]), np.array([0.9, 0.8]))
     fused = dict(score_fusion([lexical, dense], [0.3, 0.7]))
     assert fused == {1: 0.3, 2: 0.15, 3: 0.7, 4: 0.0}
+
+
+def test_an_article_heading_gives_its_passages_the_term_of_its_label():
+    section = "Chương I. NHỮNG QUY ĐỊNH CHUNG > Điều 5. Nguyên tắc hoà giải ở cơ sở"
+    [token] = section_tokens(section)
+    assert "điều_5" in token_terms(token) and "điều_5" in query_terms("Điều 5")
+    assert section_tokens("I. KẾT QUẢ THỰC HIỆN NHIỆM VỤ > 3. Công tác kiểm tra") == []

@@ -17,6 +17,14 @@ def test_a_number_in_the_query_finds_the_paragraph_that_has_it_first(rival_searc
     assert DISCIPLINE in rival_searcher.search(query, k=1).hits[0].text
 
 
+def test_an_article_number_finds_the_paragraphs_of_that_article(searcher):
+    # "Điều 2. Các hành vi tham nhũng" is a heading of the anti-corruption law: metadata only.
+    law = "*Luat-Phong-chong*"
+    lexical = searcher.search("Điều 2", k=3, mode="lexical", doc=law).hits
+    assert lexical and all("Điều 2." in hit.section for hit in lexical)
+    assert "Điều 2." in searcher.search("Điều 2", k=1, doc=law).hits[0].section
+
+
 CHARTER = "b5766b5f7caa1268.md"  # the Party Charter: its chapter VIII is on discipline
 CHARTER_FAQ = "643208162c2d61a3.md"  # a guide that quotes the charter's article 36
 QUOTED = "Bộ Chính trị, Ban Bí thư quyết định các hình thức kỷ luật đảng viên"
