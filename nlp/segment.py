@@ -16,7 +16,7 @@ import numpy as np
 
 from nlp.errors import DocumentReadError
 from nlp.normalize import fold_accents, has_diacritics, normalize_text
-from nlp.paragraphs import Passage, split_passages
+from nlp.paragraphs import SECTION_SEPARATOR, Passage, split_passages
 from nlp.reader import read_document
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -278,7 +278,7 @@ def section_tokens(section: str) -> list[str]:
     """Tokens a passage's section path adds to its lexical terms: the label of the article it
     sits in, as one word ("Điều_5"), so that the query `Điều 5` (whose pair is `điều_5`) finds
     the paragraphs of that article, whose heading is section metadata, not text."""
-    for heading in reversed(section.split(" > ")) if section else []:
+    for heading in reversed(section.split(SECTION_SEPARATOR)) if section else []:
         if (match := _ARTICLE_HEADING.match(heading.strip())) is not None:
             return [f"Điều_{match.group(1)}"]
     return []
