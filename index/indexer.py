@@ -20,7 +20,6 @@ import numpy as np
 
 from index.dense import build_dense, resolve_kind, save_dense
 from index.lexical import LexicalIndex, stored_analysis
-from index.query import DiacriticRestorer
 from index.store import (
     COPIES_FILE,
     Manifest,
@@ -39,6 +38,7 @@ from models.embedder import embed_under_headings, passage_input
 from nlp.errors import DocumentReadError
 from nlp.paragraphs import Passage
 from nlp.reader import ManifestTitles, ReadFailure, iter_files
+from nlp.restore import DiacriticRestorer
 from nlp.segment import (
     LEXICAL_ANALYSIS,
     BackgroundSegmenter,

@@ -19,7 +19,6 @@ import numpy as np
 from index.dense import load_dense, search_dense
 from index.fusion import DEFAULT_RRF_K, reciprocal_rank_fusion, score_fusion
 from index.lexical import LexicalIndex
-from index.query import DiacriticRestorer
 from index.store import (
     COPIES_FILE,
     Manifest,
@@ -32,6 +31,7 @@ from index.store import (
 )
 from nlp.errors import IndexError_, InvalidInputError
 from nlp.normalize import fold_accents, has_diacritics, normalize_text
+from nlp.restore import DiacriticRestorer
 from nlp.segment import query_terms
 
 MODES = ("hybrid", "dense", "lexical")

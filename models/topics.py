@@ -60,7 +60,8 @@ import numpy as np
 
 from models.embedder import PASSAGE_INPUT, embed_under_headings
 from nlp.errors import DocumentReadError, InvalidInputError, ModelError
-from nlp.normalize import fold_accents, normalize_text
+from nlp.normalize import fold_accents, has_diacritics, normalize_text
+from nlp.restore import DiacriticRestorer
 
 if TYPE_CHECKING:
     from models.embedder import Embedder
@@ -118,6 +119,8 @@ _SPACES = re.compile(r"\s+")
 # Distinct words whose character n-gram ids a feature block keeps (`FeatureBlock`).
 WORD_IDS_CACHE = 1 << 18
 _SECTION_WORD = re.compile(r"[^\W\d_]+")
+_WORDS = re.compile(r"[^\W\d_]{2,}")
+RESTORE_FILE = "restore.json"  # `TopicClassifier.restorer`, in the first head's folder
 _ROMAN_NUMERAL = re.compile(r"^[ivxlc]+$")
 
 # Part I headings of the sample report, matched on their accent-folded form.
@@ -758,6 +761,10 @@ class TopicClassifier:
         self.context_model: TopicClassifier | None = None
         # The folder `load` read, so that worker processes can load the same model.
         self.source: str | None = None
+        # Accented forms of the training paragraphs' words: a text given to `predict` typed
+        # without diacritics gets them back before it is read (its words, characters and
+        # vector are all learned with diacritics).
+        self.restorer: DiacriticRestorer | None = None
         self._embedder: Embedder | None = None
         self._embedder_lock = threading.Lock()
 
@@ -971,6 +978,10 @@ class TopicClassifier:
             texts = [texts]
         if text_logits is None:  # the words and characters are read here: normalise them
             texts = [normalize_text(text) for text in texts]
+        if self.restorer is not None and tokens is None and embeddings is None:
+            texts = [self._with_diacritics(text) for text in texts]
+            if sections is not None:
+                sections = [self._with_diacritics(section) for section in sections]
         if self.embedding is not None and embeddings is not None:
             _check_embeddings(embeddings, len(texts), self.embedding)
         if not texts:
@@ -1003,6 +1014,13 @@ class TopicClassifier:
             scores = {label: float(p) for label, p in zip(self.labels, row, strict=True)}
             predictions.append(TopicPrediction(self.labels[int(row.argmax())], scores))
         return predictions
+
+    def _with_diacritics(self, text: str) -> str:
+        """`text` with its diacritics restored when it was typed without any (three words or
+        more and not one diacritic: Vietnamese prose always has some)."""
+        if self.restorer is None or has_diacritics(text) or len(_WORDS.findall(text)) < 3:
+            return text
+        return normalize_text(self.restorer.restore_text(text))
 
     # ----------------------------------------------------------------------- persistence
 
@@ -1084,11 +1102,14 @@ class TopicClassifier:
             "embedding_model": self.embedding_model,
             "embedding_fingerprint": self.embedding_fingerprint,
             "context_model": CONTEXT_MODEL_DIR if self.context_model is not None else None,
+            "restore": RESTORE_FILE if self.restorer is not None else None,
             "sklearn_version": sklearn.__version__,
             "numpy_version": np.__version__,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "training": self.info,
         }
+        if self.restorer is not None:
+            self.restorer.save(folder / RESTORE_FILE)
         if self.context_model is not None:
             self.context_model._write(
                 folder / CONTEXT_MODEL_DIR, {block.name: block for block in self.blocks}
@@ -1175,6 +1196,11 @@ class TopicClassifier:
             model.context_model = cls._load(folder / str(manifest["context_model"]), known)
             if model.context_model.embedding_fingerprint != model.embedding_fingerprint:
                 raise ModelError(f"{folder}: its heads read different embeddings; {_TRAIN_HINT}")
+        if manifest.get("restore"):
+            try:
+                model.restorer = DiacriticRestorer.load(_model_file(folder, manifest["restore"]))
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"{folder}: damaged topic model ({exc}); {_TRAIN_HINT}") from None
         model.source = str(folder.resolve())
         return model
 
@@ -1548,6 +1574,7 @@ def train_classifier(
     rows = _TrainingRows(texts, tokens, sections, labels, [e.group for e in examples])
     settings = (features, c, calibration_folds, seed)
     classifier = _fit_head(blocks, rows, settings, embedding, own)
+    classifier.restorer = DiacriticRestorer.build(tokens)
     if context is not None and embedding is not None:
         # The second head: the same examples, each read within its document.
         within = replace(embedding, context=float(context_weight))

@@ -1,16 +1,8 @@
 from index.fusion import reciprocal_rank_fusion
-from index.query import DiacriticRestorer
 from index.search import highlight
 from nlp.paragraphs import split_passages
 from nlp.reader import read_document
 from nlp.segment import lexical_terms, query_terms, section_tokens, segment_texts, token_terms
-
-
-def test_restorer_learns_accents_from_real_passages(report_path):
-    passages = split_passages(read_document(report_path))
-    restorer = DiacriticRestorer.build(segment_texts([p.text for p in passages[8:14]]))
-    assert restorer.restore("ky luat dang vien") == "kỷ luật đảng viên"
-    assert restorer.restore("to chuc dang xyzzy") == "tổ chức đảng xyzzy"
 
 
 def test_folded_query_terms_meet_passage_terms(report_path):

@@ -96,6 +96,22 @@ def small_model(request) -> TopicClassifier:
     return request.getfixturevalue(f"{request.param}_model")
 
 
+def test_a_paragraph_typed_without_diacritics_is_read_with_them(small_model, tmp_path):
+    from nlp.normalize import fold_accents
+
+    [text] = [p.text for p in _report_passages() if "thi hành kỷ luật 151 đảng viên" in p.text]
+    typed = fold_accents(text)
+    assert small_model.restorer is not None
+    assert small_model.predict([typed]) == small_model.predict(
+        [small_model._with_diacritics(typed)]
+    )
+    assert small_model._with_diacritics(typed).count("đảng viên") >= 3
+    small_model.save(tmp_path / "model")
+    loaded = TopicClassifier.load(tmp_path / "model")
+    assert loaded.restorer.table == small_model.restorer.table
+    assert loaded.predict([typed])[0].topic == small_model.predict([text])[0].topic
+
+
 def test_predictions_cover_every_label_and_sum_to_one(small_model):
     texts = [p.text for p in _report_passages()[:6]]
     predictions = small_model.predict(texts)

@@ -1,8 +1,13 @@
-"""Query analysis that needs the index's vocabulary: restoring diacritics to a folded query."""
+"""Restoring diacritics to text typed without them, from a vocabulary learned from passages.
+
+The index learns one from its passages for queries (`ky luat dang vien`), and a topic model
+one from its training paragraphs for texts given to `classify` without diacritics.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -10,6 +15,7 @@ from pathlib import Path
 from nlp.normalize import fold_accents
 
 MAX_WORD_SYLLABLES = 4
+_WORD_OR_GAP = re.compile(r"\w+|\W+")
 
 
 class DiacriticRestorer:
@@ -62,3 +68,30 @@ class DiacriticRestorer:
                 out.append(syllables[i])
                 i += 1
         return " ".join(out)
+
+    def restore_text(self, text: str) -> str:
+        """Return a paragraph with diacritics restored, its punctuation, spacing and initial
+        capitals kept: each run of words separated by single spaces is restored as a query."""
+        pieces = _WORD_OR_GAP.findall(text)
+        out: list[str] = []
+        run: list[str] = []
+
+        def flush() -> None:
+            restored = self.restore(" ".join(run)).split(" ") if run else []
+            for original, word in zip(run, restored, strict=True):
+                out.append(word[:1].upper() + word[1:] if original[:1].isupper() else word)
+                out.append(" ")
+            if run:
+                out.pop()  # the space after the run's last word is not the run's
+            run.clear()
+
+        for piece in pieces:
+            if piece[0].isalnum() or piece[0] == "_":
+                run.append(piece)
+            elif piece == " " and run:
+                continue  # a space inside a run of words
+            else:
+                flush()
+                out.append(piece)
+        flush()
+        return "".join(out)
