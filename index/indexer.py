@@ -36,7 +36,7 @@ from index.store import (
 )
 from models.embedder import embed_under_headings, passage_input
 from nlp.errors import DocumentReadError
-from nlp.paragraphs import Passage
+from nlp.paragraphs import Passage, innermost_heading
 from nlp.reader import ManifestTitles, ReadFailure, iter_files
 from nlp.restore import DiacriticRestorer
 from nlp.segment import (
@@ -44,7 +44,9 @@ from nlp.segment import (
     BackgroundSegmenter,
     BatchScorer,
     SegmentedDocument,
+    joined,
     section_tokens,
+    segment_texts,
     token_terms,
 )
 
@@ -536,14 +538,33 @@ def _prune(conn: sqlite3.Connection) -> int:
     return len(gone)
 
 
+def _heading_tokens(conn: sqlite3.Connection, headings: set[str]) -> dict[str, list[str]]:
+    """The segmented words of each heading, segmenting only those the database has not seen
+    (a generation's database starts as a copy of the previous one's)."""
+    known = {
+        row["heading"]: row["tokens"].split(" ") if row["tokens"] else []
+        for row in conn.execute("SELECT heading, tokens FROM headings")
+    }
+    missing = sorted(headings - known.keys() - {""})
+    for heading, tokens in zip(missing, segment_texts(missing), strict=True):
+        known[heading] = tokens
+    conn.executemany(
+        "INSERT INTO headings (heading, tokens) VALUES (?, ?)",
+        [(heading, joined(known[heading])) for heading in missing],
+    )
+    conn.commit()
+    return {"": [], **known}
+
+
 def _finish_generation(
     conn: sqlite3.Connection, folder: Path, kind: str, dim: int
 ) -> tuple[int, int, str]:
     rows = conn.execute("SELECT id, tokens, section, vector FROM passages ORDER BY id").fetchall()
     rowids = np.array([row["id"] for row in rows], dtype=np.int64)
     token_lists = [row["tokens"].split(" ") if row["tokens"] else [] for row in rows]
+    headings = _heading_tokens(conn, {innermost_heading(row["section"]) for row in rows})
     lexical_tokens = [
-        tokens + section_tokens(row["section"])
+        tokens + section_tokens(row["section"]) + headings[innermost_heading(row["section"])]
         for tokens, row in zip(token_lists, rows, strict=True)
     ]
     if rows:

@@ -61,6 +61,12 @@ CREATE TABLE IF NOT EXISTS passages (
     topic_scores TEXT,
     vector BLOB NOT NULL
 );
+-- Each distinct innermost heading of the passages, segmented once: its words are lexical
+-- terms of the passages under it (index.indexer._finish_generation).
+CREATE TABLE IF NOT EXISTS headings (
+    heading TEXT PRIMARY KEY,
+    tokens TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS passages_doc ON passages(doc_id, paragraph);
 CREATE INDEX IF NOT EXISTS passages_topic ON passages(topic);
 """

@@ -28,6 +28,7 @@ from models.e5_build import (
     sentence_transformer_modules,
 )
 from nlp.errors import InvalidInputError, ModelError
+from nlp.paragraphs import innermost_heading
 
 BACKENDS = ("torch", "onnx")
 E5_PROMPTS = {"query": "query: ", "passage": "passage: "}
@@ -551,7 +552,7 @@ def passage_input(text: str, section: str = "") -> str:
     and pulled every paragraph of a chapter towards any query on the chapter's theme. On the
     search evaluation set this raised dense nDCG@10 from 0.426 to 0.512 (eval/RESULTS.md).
     """
-    heading = section.rsplit(" > ", 1)[-1].strip().rstrip(".:; ") if section else ""
+    heading = innermost_heading(section)
     return f"{heading}. {text}" if heading else text
 
 

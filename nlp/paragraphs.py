@@ -144,6 +144,11 @@ def _lines(text: str) -> list[_Line]:
     return lines
 
 
+def innermost_heading(section: str) -> str:
+    """The last heading of a section path, without trailing punctuation ("" for none)."""
+    return section.rsplit(SECTION_SEPARATOR, 1)[-1].strip().rstrip(".:; ") if section else ""
+
+
 def split_passages(document: RawDocument) -> list[Passage]:
     """Split a document into content passages with section paths.
 

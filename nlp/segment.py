@@ -229,7 +229,7 @@ def _is_word(token: str) -> bool:
 
 # Bump when `token_terms` or `query_terms` change what a passage or a query is matched on: an
 # index whose lexical part was built by another version is rebuilt by `vnsearch index`.
-LEXICAL_ANALYSIS = 2
+LEXICAL_ANALYSIS = 3
 # Inside a token: the syllable joint of a segmented word and the punctuation of "COVID-19",
 # "Việt Nam-Campuchia", "1.587" or "301-QĐ/TW".
 _PARTS = re.compile(r"[\W_]+")

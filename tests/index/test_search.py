@@ -17,6 +17,18 @@ def test_a_number_in_the_query_finds_the_paragraph_that_has_it_first(rival_searc
     assert DISCIPLINE in rival_searcher.search(query, k=1).hits[0].text
 
 
+def test_a_heading_word_finds_the_paragraphs_under_it(searcher, small_index):
+    from index.store import connect, generation_dir, read_manifest
+
+    # Under "4. Công tác dân vận", a paragraph that never says "dân vận" itself.
+    quiet = "Nắm tình hình tư tưởng, tâm trạng, nguyện vọng của các tầng lớp nhân dân"
+    hits = searcher.search("công tác dân vận", k=10, mode="lexical").hits
+    assert any(hit.text.startswith(quiet) for hit in hits)
+    database = generation_dir(small_index, read_manifest(small_index).generation) / "passages.db"
+    headings = dict(connect(database).execute("SELECT heading, tokens FROM headings").fetchall())
+    assert "dân_vận" in headings["4. Công tác dân vận"].split(" ")  # segmented once, stored
+
+
 def test_an_article_number_finds_the_paragraphs_of_that_article(searcher):
     # "Điều 2. Các hành vi tham nhũng" is a heading of the anti-corruption law: metadata only.
     law = "*Luat-Phong-chong*"
