@@ -15,7 +15,7 @@ from pathlib import Path
 from nlp.normalize import fold_accents
 
 MAX_WORD_SYLLABLES = 4
-_WORD_OR_GAP = re.compile(r"\w+|\W+")
+_WORD_OR_GAP = re.compile(r"[^\W_]+|[\W_]+")  # "_" is a gap: the table's words use it
 
 
 class DiacriticRestorer:
@@ -71,27 +71,30 @@ class DiacriticRestorer:
 
     def restore_text(self, text: str) -> str:
         """Return a paragraph with diacritics restored, its punctuation, spacing and initial
-        capitals kept: each run of words separated by single spaces is restored as a query."""
-        pieces = _WORD_OR_GAP.findall(text)
+        capitals kept: each run of words joined by single spaces (or "_", as in `kỷ_luật`) is
+        restored as a query."""
         out: list[str] = []
         run: list[str] = []
+        joints: list[str] = []  # between the words of the run
 
         def flush() -> None:
             restored = self.restore(" ".join(run)).split(" ") if run else []
-            for original, word in zip(run, restored, strict=True):
+            for n, (original, word) in enumerate(zip(run, restored, strict=True)):
+                out.append(joints[n - 1] if n else "")
                 out.append(word[:1].upper() + word[1:] if original[:1].isupper() else word)
-                out.append(" ")
-            if run:
-                out.pop()  # the space after the run's last word is not the run's
             run.clear()
+            joints.clear()
 
-        for piece in pieces:
-            if piece[0].isalnum() or piece[0] == "_":
+        for piece in _WORD_OR_GAP.findall(text):
+            if piece[0].isalnum():
                 run.append(piece)
-            elif piece == " " and run:
-                continue  # a space inside a run of words
+            elif piece in (" ", "_") and run:
+                joints.append(piece)
             else:
+                if len(joints) == len(run) and run:  # a joint that ended up closing the run
+                    piece = joints.pop() + piece
                 flush()
                 out.append(piece)
+        trailing = joints.pop() if run and len(joints) == len(run) else ""
         flush()
-        return "".join(out)
+        return "".join(out) + trailing

@@ -25,3 +25,4 @@ def test_a_paragraph_typed_without_diacritics_gets_them_back_with_its_punctuatio
     words = list(zip(restored.lower().split(), original.lower().split(), strict=True))
     assert sum(a == b for a, b in words) / len(words) > 0.9
     assert restorer.restore_text("Ky luat, dang vien.") == "Kỷ luật, đảng viên."
+    assert restorer.restore_text("ky_luat dang_vien") == "kỷ_luật đảng_viên"  # typed joined
