@@ -376,12 +376,12 @@ def classify(
     """
     from models.topics import predict_within_documents
     from nlp.errors import InvalidInputError
-    from nlp.normalize import normalize_text
+    from nlp.normalize import has_words, normalize_text
 
     corpus = _corpus_folder(documents, default=not alone, alone=alone)
     records = _read_records(texts, input_file)
     for where, row in records:
-        if not any(ch.isalnum() for ch in row["text"]):
+        if not has_words(row["text"]):
             raise InvalidInputError(f"{where} has no words to classify; give paragraph text")
     rows = [row for _, row in records]
     sections = [normalize_text(row.get("section") or "") for row in rows]

@@ -13,6 +13,8 @@ from pydantic import (
     model_validator,
 )
 
+from nlp.normalize import has_words
+
 MAX_CLASSIFY_TEXTS = 64
 MAX_CLASSIFY_CHARS = 10_000
 MAX_SECTION_CHARS = 1_000
@@ -138,7 +140,7 @@ class ClassifyIn(BaseModel):
     @field_validator("texts")
     @classmethod
     def _no_empty_text(cls, texts: list[str]) -> list[str]:
-        empty = [str(i) for i, text in enumerate(texts) if not any(ch.isalnum() for ch in text)]
+        empty = [str(i) for i, text in enumerate(texts) if not has_words(text)]
         if empty:
             raise ValueError(
                 f"texts at positions {', '.join(empty)} have no words; send paragraphs of text"

@@ -30,7 +30,7 @@ from index.store import (
     read_manifest,
 )
 from nlp.errors import IndexError_, InvalidInputError
-from nlp.normalize import fold_accents, has_diacritics, normalize_text
+from nlp.normalize import fold_accents, has_diacritics, has_words, normalize_text
 from nlp.restore import DiacriticRestorer
 from nlp.segment import query_terms
 
@@ -131,7 +131,7 @@ def validate_query(query: str) -> str:
     text = normalize_text(query)
     if not text.strip():
         raise InvalidInputError("the query is empty; type some words to search for")
-    if not any(ch.isalnum() for ch in text):
+    if not has_words(text):
         if set(text) <= {"\ufffd", " "}:  # bytes that were not text
             raise InvalidInputError("the query is empty once its invalid bytes are dropped")
         raise InvalidInputError(

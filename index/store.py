@@ -118,11 +118,7 @@ def read_manifest(root: str | os.PathLike[str]) -> Manifest | None:
         IndexError_: `root` is a file, or the manifest is unreadable or of an unknown format
             version.
     """
-    if Path(root).is_file():
-        raise IndexError_(
-            f"{root} is a file, not an index folder; pass --index with an index folder, or "
-            "a new folder name to create one"
-        )
+    _refuse_a_file(Path(root))
     path = Path(root) / MANIFEST
     if not path.exists():
         return None
@@ -221,11 +217,16 @@ def writer_lock(root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _check_index_folder(root: Path) -> None:
+def _refuse_a_file(root: Path) -> None:
     if root.exists() and not root.is_dir():
         raise IndexError_(
-            f"{root} is a file, not an index folder; pass --index with a new folder's name"
+            f"{root} is a file, not an index folder; pass --index with an index folder, or "
+            "a new folder name to create one"
         )
+
+
+def _check_index_folder(root: Path) -> None:
+    _refuse_a_file(root)
     if root.is_dir() and not (root / MANIFEST).exists():
         # Only what a writer leaves before its first manifest: the lock and generation folders.
         foreign = sorted(

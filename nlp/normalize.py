@@ -80,6 +80,11 @@ def fold_accents(text: str) -> str:
     return unicodedata.normalize("NFC", stripped).lower()
 
 
+def has_words(text: str) -> bool:
+    """Return True when `text` has a letter or digit: something to search for or classify."""
+    return any(ch.isalnum() for ch in text)
+
+
 def has_diacritics(text: str) -> bool:
     """Return True when `text` carries any Vietnamese diacritic (so it is not accent-folded)."""
     return fold_accents(text) != text.lower()

@@ -15,7 +15,7 @@ from functools import cache, lru_cache
 import numpy as np
 
 from nlp.errors import DocumentReadError
-from nlp.normalize import fold_accents, has_diacritics, normalize_text
+from nlp.normalize import fold_accents, has_diacritics, has_words, normalize_text
 from nlp.paragraphs import SECTION_SEPARATOR, Passage, split_passages
 from nlp.reader import read_document
 
@@ -223,10 +223,6 @@ def joined(tokens: Sequence[str]) -> str:
     return " ".join(tokens)
 
 
-def _is_word(token: str) -> bool:
-    return any(ch.isalnum() for ch in token)
-
-
 # Bump when `token_terms` or `query_terms` change what a passage or a query is matched on: an
 # index whose lexical part was built by another version is rebuilt by `vnsearch index`.
 LEXICAL_ANALYSIS = 3
@@ -258,7 +254,7 @@ def token_terms(token: str) -> tuple[str, ...]:
     # A corpus repeats its words: caching per word made indexing's term pass several times
     # faster than working each occurrence out again.
     word = token.lower()
-    if not _is_word(word):
+    if not has_words(word):
         return ()
     terms = dict.fromkeys([word, fold_accents(word)])
     syllables = [s for s in (_EDGE.sub("", s) for s in word.split("_")) if s]
@@ -301,5 +297,5 @@ def query_terms(query: str) -> list[str]:
     whole = [t for t in (_EDGE.sub("", token) for token in text.split()) if _PARTS.search(t)]
     syllables = [s for s in _PARTS.split(text) if s]
     pairs = [f"{a}_{b}" for a, b in zip(syllables, syllables[1:], strict=False)]
-    words = [t.lower() for t in segment_text(query) if _is_word(t) and "_" in t] if exact else []
+    words = [t.lower() for t in segment_text(query) if has_words(t) and "_" in t] if exact else []
     return list(dict.fromkeys(words + whole + syllables + pairs))
